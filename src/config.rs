@@ -1,0 +1,444 @@
+//! The configuration file: its schema, defaults, and errors that name the file, line and key.
+//!
+//! Relative paths in the file are taken relative to the folder the file is in, so a config and
+//! its lists can move together.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// A configuration that cannot be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Syntax { path: String, line: usize, reason: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid { path: String, key: String, reason: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub sinkhole: SinkholeConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// `[[blocklist]]` tables, in the order that breaks ties between lists.
+    #[serde(default, rename = "blocklist")]
+    pub blocklists: Vec<BlocklistConfig>,
+    /// `[[allowlist]]` tables: names that are never blocked.
+    #[serde(default, rename = "allowlist")]
+    pub allowlists: Vec<AllowlistConfig>,
+    /// `[[exempt]]` tables: clients whose queries are never blocked.
+    #[serde(default, rename = "exempt")]
+    pub exemptions: Vec<ExemptConfig>,
+    /// The file this configuration was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[server]`: where sinkhole listens and whom it answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses to serve on, UDP and TCP each. Default `["127.0.0.1:5335"]`.
+    pub listen: Vec<SocketAddr>,
+    /// Client networks that may query; others get REFUSED. Default: loopback, RFC 1918,
+    /// RFC 4193 and link-local ranges.
+    pub allow_clients: Vec<Network>,
+    /// Milliseconds a TCP connection may stay idle between queries (RFC 7766 §6.2.3).
+    /// Default 10000.
+    pub tcp_idle_timeout_ms: u64,
+    /// Most TCP connections served at once; further ones wait to be accepted. Default 1024.
+    pub max_tcp_connections: usize,
+    /// Worker threads; default: the number of CPUs this process may use.
+    pub threads: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5335))],
+            allow_clients: default_allowed_clients(),
+            tcp_idle_timeout_ms: 10_000,
+            max_tcp_connections: 1024,
+            threads: None,
+        }
+    }
+}
+
+fn default_allowed_clients() -> Vec<Network> {
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        .into_iter()
+        .chain(["169.254.0.0/16", "fe80::/10"])
+        .filter_map(|net| net.parse().ok())
+        .map(Network)
+        .collect()
+}
+
+/// `[upstream]`: the resolvers sinkhole forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `ADDR` or `ADDR:PORT` of each upstream (port 53 by default). When empty, the
+    /// nameservers of `resolv_conf` are used.
+    pub servers: Vec<Upstream>,
+    /// Where to read the system's resolvers. Default `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+    /// Milliseconds a query may take across all upstreams before SERVFAIL. Default 2000.
+    pub timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self { servers: Vec::new(), resolv_conf: "/etc/resolv.conf".into(), timeout_ms: 2000 }
+    }
+}
+
+/// `[cache]`: the answer cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most answers kept; the least recently used goes first. 0 disables. Default 100000.
+    pub max_entries: usize,
+    /// Seconds; TTLs above this are cached for this long. Default 86400.
+    pub max_ttl: u32,
+    /// Seconds; negative answers are cached for at most this long. Default 3600.
+    pub max_negative_ttl: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { max_entries: 100_000, max_ttl: 86_400, max_negative_ttl: 3600 }
+    }
+}
+
+/// `[sinkhole]`: the answer a blocked name gets, unless its list says otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkholeConfig {
+    /// Address for A queries. Default `0.0.0.0`.
+    pub ipv4: Ipv4Addr,
+    /// Address for AAAA queries. Default `::`.
+    pub ipv6: Ipv6Addr,
+    /// Seconds clients may cache a sinkhole answer. Default 60.
+    pub ttl: u32,
+}
+
+impl Default for SinkholeConfig {
+    fn default() -> Self {
+        Self { ipv4: Ipv4Addr::UNSPECIFIED, ipv6: Ipv6Addr::UNSPECIFIED, ttl: 60 }
+    }
+}
+
+/// `[events]`: the sinkhole event log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// JSON-lines file that receives one ASIM DNS record per event. Default
+    /// `sinkhole-events.ndjson` beside the config file.
+    pub path: PathBuf,
+    /// Events that may wait for the writer; beyond this they are dropped and counted.
+    /// Default 65536.
+    pub queue: usize,
+    /// `Dvc` field of every event; default: this machine's host name.
+    pub device: Option<String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { path: "sinkhole-events.ndjson".into(), queue: 65_536, device: None }
+    }
+}
+
+/// What a blocklist does to a query it matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A and AAAA get the sinkhole address; other types NOERROR with no records.
+    #[default]
+    Sinkhole,
+    /// NXDOMAIN for every type.
+    Nxdomain,
+    /// NOERROR with no records for every type.
+    Nodata,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sinkhole => "sinkhole",
+            Self::Nxdomain => "nxdomain",
+            Self::Nodata => "nodata",
+        }
+    }
+}
+
+/// `[[blocklist]]`: one IOC list and the metadata its indicators share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistConfig {
+    /// Unique name; events call it `RuleName`.
+    pub name: String,
+    /// The list file.
+    pub path: PathBuf,
+    /// Default `sinkhole`.
+    #[serde(default)]
+    pub action: Action,
+    /// Overrides `[sinkhole] ipv4` for this list.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Overrides `[sinkhole] ipv6` for this list.
+    pub ipv6: Option<Ipv6Addr>,
+    /// Overrides `[sinkhole] ttl` for this list, in seconds.
+    pub ttl: Option<u32>,
+    /// Where the indicators come from, e.g. `ThreatFox`.
+    pub source: Option<String>,
+    /// Malware family, e.g. `Remus` (`ThreatName` in events).
+    pub family: Option<String>,
+    /// Threat type, e.g. `botnet_cc` (`ThreatCategory`).
+    pub threat_type: Option<String>,
+    /// 0 to 100 (`ThreatConfidence`).
+    pub confidence: Option<u8>,
+    /// When the indicators were first reported: `YYYY-MM-DD` or an RFC 3339 time.
+    pub first_seen: Option<String>,
+}
+
+/// `[[allowlist]]`: legitimate names that no blocklist may block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistConfig {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// `[[exempt]]`: clients whose queries are never blocked, e.g. a backup server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExemptConfig {
+    pub name: String,
+    /// Addresses or CIDR networks.
+    pub clients: Vec<Network>,
+}
+
+/// An IP network written as a CIDR (`10.0.0.0/8`) or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub IpNet);
+
+impl FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(net) = text.parse::<IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        text.parse::<IpAddr>()
+            .map(|addr| Self(IpNet::from(addr)))
+            .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An upstream resolver: `ADDR` or `ADDR:PORT`, IPv6 as `[::1]:53`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream(pub SocketAddr);
+
+impl FromStr for Upstream {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        let bare = text.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<IpAddr>()
+            .map(|ip| Self(SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("{text:?} is not ADDR or ADDR:PORT"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: path.display().to_string(),
+            line: error.span().map_or(1, |span| line_of(text, span.start)),
+            reason: error.message().trim().to_owned(),
+        })?;
+        config.path = path.to_owned();
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Resolves a path from the file against the config file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+
+    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.server.listen.is_empty() {
+            return Err(self.invalid("server.listen", "needs at least one address"));
+        }
+        if self.upstream.timeout_ms == 0 {
+            return Err(self.invalid("upstream.timeout_ms", "must be more than 0"));
+        }
+        if self.events.queue == 0 {
+            return Err(self.invalid("events.queue", "must be more than 0"));
+        }
+        if self.server.threads == Some(0) {
+            return Err(self.invalid("server.threads", "must be more than 0"));
+        }
+        self.check_names()?;
+        self.blocklists.iter().enumerate().try_for_each(|(i, list)| self.check_blocklist(i, list))
+    }
+
+    fn check_names(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        let names = self.blocklists.iter().map(|list| ("blocklist", &list.name));
+        let names = names.chain(self.allowlists.iter().map(|list| ("allowlist", &list.name)));
+        let names = names.chain(self.exemptions.iter().map(|exempt| ("exempt", &exempt.name)));
+        for (table, name) in names {
+            if name.trim().is_empty() {
+                return Err(self.invalid(format!("{table}.name"), "must not be empty"));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(self.invalid(format!("{table}.name"), format!("{name:?} is used twice")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_blocklist(&self, index: usize, list: &BlocklistConfig) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("blocklist[{index}] ({}).{field}", list.name);
+        if list.confidence.is_some_and(|confidence| confidence > 100) {
+            return Err(self.invalid(key("confidence"), "must be between 0 and 100"));
+        }
+        if let Some(first_seen) = &list.first_seen
+            && crate::events::time::parse_date_or_time(first_seen).is_none()
+        {
+            return Err(self.invalid(key("first_seen"), "expected YYYY-MM-DD or an RFC 3339 time"));
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&byte| byte == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/sinkhole/sinkhole.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.server.listen, [SocketAddr::from(([127, 0, 0, 1], 5335))]);
+        assert!(config.server.allow_clients.contains(&"192.168.0.0/16".parse().unwrap()));
+        assert_eq!(config.sinkhole.ttl, 60);
+        assert_eq!(config.resolve(Path::new("lists/a.txt")), Path::new("/etc/sinkhole/lists/a.txt"));
+    }
+
+    #[test]
+    fn unknown_key_in_every_table_is_named_with_its_line() {
+        let tables = [
+            "[server]",
+            "[upstream]",
+            "[cache]",
+            "[sinkhole]",
+            "[events]",
+            "[[blocklist]]\nname = \"a\"\npath = \"a\"",
+            "[[allowlist]]\nname = \"a\"\npath = \"a\"",
+            "[[exempt]]\nname = \"a\"\nclients = []",
+        ];
+        for table in tables {
+            let text = format!("# comment\n{table}\nbogus_key = 1\n");
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains("bogus_key"), "{table}: {error}");
+            let line = text.lines().position(|l| l.starts_with("bogus")).unwrap() + 1;
+            assert!(error.starts_with(&format!("/etc/sinkhole/sinkhole.toml:{line}:")), "{error}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values_are_reported() {
+        let error = parse("[sinkhole]\nttl = \"long\"\n").unwrap_err().to_string();
+        assert!(error.contains(":2:"), "{error}");
+
+        let error = parse("[upstream]\nservers = [\"not-an-ip\"]\n").unwrap_err().to_string();
+        assert!(error.contains("not-an-ip"), "{error}");
+
+        let text = "[[blocklist]]\nname = \"x\"\npath = \"x\"\nconfidence = 101\n";
+        let error = parse(text).unwrap_err().to_string();
+        assert!(error.contains("confidence"), "{error}");
+
+        let text = "[[exempt]]\nname = \"veeam\"\nclients = [\"10.0.0.300\"]\n";
+        assert!(parse(text).unwrap_err().to_string().contains("10.0.0.300"));
+    }
+
+    #[test]
+    fn duplicate_list_names_are_rejected() {
+        let text = "[[blocklist]]\nname = \"a\"\npath = \"x\"\n[[allowlist]]\nname = \"a\"\npath = \"y\"\n";
+        assert!(parse(text).unwrap_err().to_string().contains("used twice"));
+    }
+
+    #[test]
+    fn upstreams_and_networks_parse_in_every_form() {
+        assert_eq!("192.0.2.1".parse::<Upstream>().unwrap().0.port(), 53);
+        assert_eq!("192.0.2.1:5353".parse::<Upstream>().unwrap().0.port(), 5353);
+        assert_eq!("[2001:db8::1]:54".parse::<Upstream>().unwrap().0.port(), 54);
+        assert_eq!("2001:db8::1".parse::<Upstream>().unwrap().0.port(), 53);
+        assert_eq!("10.1.2.3".parse::<Network>().unwrap().0.prefix_len(), 32);
+        assert_eq!("10.1.2.3/8".parse::<Network>().unwrap().0.to_string(), "10.0.0.0/8");
+    }
+}

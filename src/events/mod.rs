@@ -1,0 +1,242 @@
+//! Sinkhole events: built on the query path, written to a JSON-lines file by a thread of
+//! their own.
+//!
+//! The query path hands each event to a bounded queue and never waits: when the queue is
+//! full the event is dropped and counted. The writer thread drains the queue, writes one line
+//! per event, flushes whenever the queue runs empty, and reports drops and write failures at
+//! most once a minute. A write failure (a full disk, say) loses the events of that write and
+//! is counted; the writer keeps going with the next event.
+
+pub mod record;
+pub mod time;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use record::{Device, Outcome, QueryEvent, Transport};
+
+/// The event log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot open event log: {source}")]
+pub struct EventLogError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Counters of the event log, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    pub written: AtomicU64,
+    /// Dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Lost because the file could not be written.
+    pub failed: AtomicU64,
+}
+
+enum Message {
+    Event(Box<QueryEvent>),
+    Close,
+}
+
+/// The query path's handle on the event log. Cloning it is cheap.
+#[derive(Clone)]
+pub struct EventSink {
+    queue: SyncSender<Message>,
+    counters: Arc<EventCounters>,
+}
+
+impl EventSink {
+    /// Queues an event without waiting; a full queue drops it and counts the drop.
+    pub fn emit(&self, event: QueryEvent) {
+        match self.queue.try_send(Message::Event(Box::new(event))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn counters(&self) -> &Arc<EventCounters> {
+        &self.counters
+    }
+}
+
+/// The writer thread; [`EventLog::close`] flushes every queued event and stops it.
+pub struct EventLog {
+    sink: EventSink,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl EventLog {
+    /// Opens (appends to) the log file, creating its folder, and starts the writer.
+    pub fn open(path: &Path, queue: usize, device: Device) -> Result<Self, EventLogError> {
+        let error = |source| EventLogError { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
+
+        let (sender, receiver) = mpsc::sync_channel(queue);
+        let counters = Arc::new(EventCounters::default());
+        let writer = Writer {
+            out: BufWriter::with_capacity(64 * 1024, file),
+            device,
+            counters: counters.clone(),
+            path: path.to_owned(),
+            last_report: None,
+            reported_dropped: 0,
+            reported_failed: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sinkhole-events".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(error)?;
+
+        let sink = EventSink { queue: sender, counters };
+        Ok(Self { sink, thread: Some(thread), path: path.to_owned() })
+    }
+
+    pub fn sink(&self) -> EventSink {
+        self.sink.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes every event queued so far, then stops the writer. Waits at most `grace`.
+    pub fn close(mut self, grace: Duration) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let queue = self.sink.queue.clone();
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Blocks while the queue is full; the writer is draining it.
+            let _ = queue.send(Message::Close);
+            let _ = thread.join();
+            let _ = done_tx.send(());
+        });
+        if done_rx.recv_timeout(grace).is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "event log not flushed in time");
+        }
+        let counters = &self.sink.counters;
+        tracing::info!(
+            written = counters.written.load(Ordering::Relaxed),
+            dropped = counters.dropped.load(Ordering::Relaxed),
+            failed = counters.failed.load(Ordering::Relaxed),
+            "event log closed"
+        );
+    }
+}
+
+struct Writer {
+    out: BufWriter<File>,
+    device: Device,
+    counters: Arc<EventCounters>,
+    path: PathBuf,
+    last_report: Option<Instant>,
+    reported_dropped: u64,
+    reported_failed: u64,
+}
+
+/// How long an idle writer waits before it checks whether there is something to report.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+impl Writer {
+    fn run(mut self, queue: Receiver<Message>) {
+        let mut pending = 0usize;
+        loop {
+            let message = match queue.try_recv() {
+                Ok(message) => message,
+                Err(_) => {
+                    self.flush(&mut pending);
+                    self.report();
+                    match queue.recv_timeout(IDLE_TICK) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            match message {
+                Message::Event(event) => self.write(&event, &mut pending),
+                Message::Close => break,
+            }
+        }
+        self.flush(&mut pending);
+    }
+
+    fn write(&mut self, event: &QueryEvent, pending: &mut usize) {
+        let mut line = event.to_json(&self.device);
+        line.push('\n');
+        match self.out.write_all(line.as_bytes()) {
+            Ok(()) => *pending += 1,
+            Err(error) => self.fail(&error, 1),
+        }
+    }
+
+    fn flush(&mut self, pending: &mut usize) {
+        if *pending == 0 {
+            return;
+        }
+        match self.out.flush() {
+            Ok(()) => {
+                self.counters.written.fetch_add(*pending as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                // The buffered lines are lost; BufWriter keeps what it could not write, so
+                // drop the buffer to start clean with the next event.
+                let lost = *pending;
+                let file = self.out.get_ref().try_clone();
+                if let Ok(file) = file {
+                    self.out = BufWriter::with_capacity(64 * 1024, file);
+                }
+                self.fail(&error, lost);
+            }
+        }
+        *pending = 0;
+    }
+
+    fn fail(&mut self, error: &std::io::Error, lost: usize) {
+        self.counters.failed.fetch_add(lost as u64, Ordering::Relaxed);
+        if self.due() {
+            tracing::error!(path = %self.path.display(), %error, lost, "cannot write events");
+        }
+    }
+
+    fn report(&mut self) {
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        if (dropped == self.reported_dropped && failed == self.reported_failed) || !self.due() {
+            return;
+        }
+        tracing::warn!(
+            dropped_total = dropped,
+            dropped_new = dropped - self.reported_dropped,
+            failed_total = failed,
+            "events were lost: queue full or log not writable"
+        );
+        self.reported_dropped = dropped;
+        self.reported_failed = failed;
+    }
+
+    /// Rate limit for loss reports: at most once a minute.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self.last_report.is_some_and(|last| now.duration_since(last) < REPORT_EVERY) {
+            return false;
+        }
+        self.last_report = Some(now);
+        true
+    }
+}

@@ -1,0 +1,31 @@
+//! sinkhole: a forwarding DNS resolver that answers queries for IOC domains with a sinkhole
+//! and logs each such query as a Microsoft Sentinel (ASIM DNS) event.
+//!
+//! # Layout
+//!
+//! The modules follow a query through the server:
+//!
+//! - [`listener`]: UDP and TCP sockets in, answers out.
+//! - [`dns`]: the wire format: reading queries, writing local answers, aging cached ones.
+//! - [`handler`]: one query's path: access control, policy, sinkhole, cache, upstream.
+//! - [`policy`]: one immutable snapshot of every list and rule, and the decision it makes.
+//! - [`sinkhole`]: the answer a blocked query gets, by its list's action.
+//! - [`upstream`]: forwarding to the upstream resolvers, and the answer cache.
+//! - [`events`]: sinkhole events, queued off the query path and written as JSON lines.
+//! - [`lists`]: reading IOC and allow lists into normalised names.
+//! - [`reload`]: watching the list files and publishing a new policy when they change.
+//! - [`config`]: the configuration file.
+//! - [`server`] and [`cli`]: wiring, and the command line.
+
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod events;
+pub mod handler;
+pub mod listener;
+pub mod lists;
+pub mod policy;
+pub mod reload;
+pub mod server;
+pub mod sinkhole;
+pub mod upstream;

@@ -1,0 +1,226 @@
+//! Loading the lists, and reloading them when their files change.
+//!
+//! A reload reads every list again on a blocking thread, builds a complete new [`Policy`],
+//! and publishes it with one atomic pointer swap: a query sees the old policy or the new one,
+//! never a mix, and never waits. A list that cannot be read, or that yields no names but bad
+//! lines, keeps its last good version and the error is logged; the other lists still update.
+//!
+//! The folders of the list files are watched (not the files), so editors that write a new file
+//! and rename it over the old one, and files deleted then created again, are all seen. Bursts
+//! of changes are folded into one reload. SIGHUP reloads too.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::lists::{self, ListError, LoadedList};
+use crate::policy::Policy;
+
+/// Quiet time after the last file event before a reload starts.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Bad lines logged per list and load; the rest are counted.
+const SKIPPED_SHOWN: usize = 5;
+
+/// Every list file of a config, resolved: blocklists first, then allowlists, in order.
+pub fn list_paths(config: &Config) -> Vec<(String, PathBuf)> {
+    let blocklists = config.blocklists.iter().map(|list| (&list.name, &list.path));
+    let allowlists = config.allowlists.iter().map(|list| (&list.name, &list.path));
+    blocklists.chain(allowlists).map(|(name, path)| (name.clone(), config.resolve(path))).collect()
+}
+
+/// Loads every list; the first that cannot be read is an error.
+pub fn load_lists(config: &Config) -> Result<Vec<Arc<LoadedList>>, ListError> {
+    list_paths(config).iter().map(|(_, path)| lists::load(path).map(Arc::new)).collect()
+}
+
+/// Owns the current policy and the lists it was built from, and rebuilds it on demand.
+pub struct Reloader {
+    config: Config,
+    lists: Vec<Arc<LoadedList>>,
+    version: u64,
+    store: Arc<ArcSwap<Policy>>,
+}
+
+impl Reloader {
+    /// Builds the first policy from lists loaded already.
+    pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Self {
+        let started = Instant::now();
+        let policy = Policy::build(&config, &lists, 1);
+        log_policy(&policy, &config, &lists, started.elapsed());
+        let store = Arc::new(ArcSwap::from_pointee(policy));
+        Self { config, lists, version: 1, store }
+    }
+
+    /// The shared pointer the query path reads.
+    pub fn store(&self) -> Arc<ArcSwap<Policy>> {
+        self.store.clone()
+    }
+
+    /// Reads every list again and publishes a new policy. Returns how many lists failed.
+    pub fn reload(&mut self) -> usize {
+        let started = Instant::now();
+        let mut failed = 0;
+        let paths = list_paths(&self.config);
+        for (slot, (name, path)) in self.lists.iter_mut().zip(&paths) {
+            match lists::load(path) {
+                Ok(list) if list.parsed.names.is_empty() && !list.parsed.skipped.is_empty() => {
+                    failed += 1;
+                    let first = &list.parsed.skipped[0];
+                    tracing::error!(
+                        list = %name, path = %path.display(), line = first.line,
+                        reason = %first.reason,
+                        "list has no valid names; keeping its last good version"
+                    );
+                }
+                Ok(list) => *slot = Arc::new(list),
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(list = %name, %error, "list not reloaded; keeping its last good version");
+                }
+            }
+        }
+
+        self.version += 1;
+        let policy = Policy::build(&self.config, &self.lists, self.version);
+        log_policy(&policy, &self.config, &self.lists, started.elapsed());
+        self.store.store(Arc::new(policy));
+        failed
+    }
+
+    /// The folders to watch and the file paths that matter in them.
+    fn watched(&self) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
+        let files: HashSet<PathBuf> =
+            list_paths(&self.config).into_iter().map(|(_, path)| absolute(&path)).collect();
+        let dirs = files.iter().filter_map(|path| path.parent().map(Path::to_owned)).collect();
+        (dirs, files)
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn log_policy(policy: &Policy, config: &Config, lists: &[Arc<LoadedList>], took: Duration) {
+    for ((name, _), list) in list_paths(config).iter().zip(lists) {
+        tracing::info!(
+            list = %name,
+            path = %list.path.display(),
+            entries = list.parsed.names.len(),
+            skipped = list.parsed.skipped.len(),
+            lines = list.parsed.lines,
+            took_ms = list.elapsed.as_secs_f64() * 1000.0,
+            "list loaded"
+        );
+        for skipped in list.parsed.skipped.iter().take(SKIPPED_SHOWN) {
+            tracing::warn!(
+                "{}:{}: {} (line skipped)",
+                list.path.display(),
+                skipped.line,
+                skipped.reason
+            );
+        }
+    }
+    tracing::info!(
+        version = policy.version,
+        blocked_names = policy.blocked_names(),
+        index_mib = policy.index_bytes() as f64 / (1024.0 * 1024.0),
+        took_ms = took.as_secs_f64() * 1000.0,
+        "policy published"
+    );
+}
+
+/// Watches the list folders and SIGHUP, and reloads until `shutdown` is cancelled.
+pub async fn watch(reloader: Reloader, shutdown: CancellationToken) {
+    let (dirs, files) = reloader.watched();
+    let (changes, mut changed) = mpsc::channel::<()>(1);
+    let watcher = start_watcher(&dirs, files, changes.clone());
+    let mut hangup = hangup_signal();
+
+    let reloader = Arc::new(std::sync::Mutex::new(reloader));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = changed.recv() => {
+                // Fold a burst of events (write, rename, chmod) into one reload.
+                tokio::time::sleep(DEBOUNCE).await;
+                while changed.try_recv().is_ok() {}
+            }
+            Some(()) = recv_signal(&mut hangup) => tracing::info!("SIGHUP: reloading lists"),
+        }
+        let reloader = reloader.clone();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            reloader.lock().map(|mut reloader| reloader.reload()).unwrap_or(0)
+        });
+        if let Err(error) = reloaded.await {
+            tracing::error!(%error, "reload task failed; the previous policy stays");
+        }
+    }
+    drop(watcher);
+}
+
+fn start_watcher(
+    dirs: &HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    changes: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else {
+            return;
+        };
+        if event.kind.is_access() {
+            return;
+        }
+        if event.paths.iter().any(|path| files.contains(path)) {
+            // A full channel already holds a pending change.
+            let _ = changes.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch list files; only SIGHUP reloads them");
+            return None;
+        }
+    };
+    for dir in dirs {
+        if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::error!(dir = %dir.display(), %error, "cannot watch folder; SIGHUP still reloads");
+        }
+    }
+    Some(watcher)
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {
+    None
+}
+
+#[cfg(unix)]
+async fn recv_signal(signal: &mut Hangup) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn recv_signal(_: &mut Hangup) -> Option<()> {
+    std::future::pending().await
+}

@@ -1,0 +1,123 @@
+//! Puts the pieces together: policy, cache, upstreams, event log and listeners, and shuts
+//! them down in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::events::{Device, EventLog, EventLogError};
+use crate::handler::Handler;
+use crate::listener::{self, BoundPair, tcp::TcpLimits};
+use crate::lists::LoadedList;
+use crate::reload::{self, Reloader};
+use crate::upstream::{AnswerCache, CacheLimits, Forwarder, UpstreamError};
+
+/// How long in-flight queries and queued events get to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    EventLog(#[from] EventLogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A server ready to serve: everything is set up but the sockets.
+pub struct Server {
+    handler: Arc<Handler>,
+    reloader: Reloader,
+    events: EventLog,
+    limits: TcpLimits,
+}
+
+impl Server {
+    /// Sets up upstreams, cache, event log and the first policy from lists loaded already.
+    pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Result<Self, ServeError> {
+        let upstreams: Vec<SocketAddr> = config.upstream.servers.iter().map(|u| u.0).collect();
+        let timeout = Duration::from_millis(config.upstream.timeout_ms);
+        let forwarder = Forwarder::new(&upstreams, &config.upstream.resolv_conf, timeout)?;
+        tracing::info!(upstreams = ?forwarder.servers(), timeout_ms = config.upstream.timeout_ms, "upstreams");
+
+        let events_path: PathBuf = config.resolve(&config.events.path);
+        let device = Device::detect(config.events.device.as_deref());
+        let events = EventLog::open(&events_path, config.events.queue, device)?;
+        tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
+
+        let cache = AnswerCache::new(CacheLimits {
+            max_entries: config.cache.max_entries,
+            max_ttl: config.cache.max_ttl,
+            max_negative_ttl: config.cache.max_negative_ttl,
+        });
+        let limits = TcpLimits {
+            idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+            max_connections: config.server.max_tcp_connections,
+        };
+        let reloader = Reloader::new(config, lists);
+        let handler = Arc::new(Handler::new(reloader.store(), cache, forwarder, events.sink()));
+        Ok(Self { handler, reloader, events, limits })
+    }
+
+    /// Serves on already bound sockets until `shutdown` is cancelled, then drains in-flight
+    /// queries and flushes the event log.
+    pub async fn serve(self, sockets: Vec<BoundPair>, shutdown: CancellationToken) {
+        let tasks = TaskTracker::new();
+        let listeners = TaskTracker::new();
+        for pair in sockets {
+            if let Ok(addr) = pair.udp.local_addr() {
+                tracing::info!("listening on udp {addr}");
+            }
+            if let Ok(addr) = pair.tcp.local_addr() {
+                tracing::info!("listening on tcp {addr}");
+            }
+            let handler = self.handler.clone();
+            let udp = listener::udp::serve(pair.udp, handler, tasks.clone(), shutdown.clone());
+            listeners.spawn(udp);
+            let handler = self.handler.clone();
+            let tcp = listener::tcp::serve(
+                pair.tcp,
+                handler,
+                self.limits,
+                tasks.clone(),
+                shutdown.clone(),
+            );
+            listeners.spawn(tcp);
+        }
+        listeners.spawn(reload::watch(self.reloader, shutdown.clone()));
+        listeners.close();
+
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        listeners.wait().await;
+        tasks.close();
+        if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
+            tracing::warn!(grace_s = GRACE.as_secs(), "in-flight queries did not finish in time");
+        }
+        let events = self.events;
+        tokio::task::spawn_blocking(move || events.close(GRACE)).await.ok();
+    }
+}
+
+/// Binds UDP and TCP on every address.
+pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<BoundPair>, ServeError> {
+    let mut pairs = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let pair = listener::bind_pair(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        pairs.push(pair);
+    }
+    Ok(pairs)
+}

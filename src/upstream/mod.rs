@@ -1,0 +1,7 @@
+//! The upstream side: forwarding to resolvers and caching what they answer.
+
+pub mod cache;
+pub mod forward;
+
+pub use cache::{AnswerCache, CacheLimits, Variant};
+pub use forward::{ForwardError, Forwarder, UpstreamError, UpstreamQuery};
