@@ -115,13 +115,19 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Serve { config, listen, upstreams, events } => {
-            serve(&config, listen, upstreams, events).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Serve {
+            config,
+            listen,
+            upstreams,
+            events,
+        } => serve(&config, listen, upstreams, events).map(|()| ExitCode::SUCCESS),
         Command::Validate { config } => validate(&config),
-        Command::Check { config, name, qtype, client } => {
-            check(&config, &name, &qtype, client).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Check {
+            config,
+            name,
+            qtype,
+            client,
+        } => check(&config, &name, &qtype, client).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -191,9 +197,17 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn",
+        )
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 fn validate(path: &Path) -> Result<ExitCode, Failure> {
@@ -205,7 +219,11 @@ fn validate(path: &Path) -> Result<ExitCode, Failure> {
     println!("{}: config ok", path.display());
     let mut bad_lines = 0;
     for ((name, _), list) in list_paths(&config).iter().zip(&lists) {
-        let kind = if config.blocklists.iter().any(|b| &b.name == name) { "blocklist" } else { "allowlist" };
+        let kind = if config.blocklists.iter().any(|b| &b.name == name) {
+            "blocklist"
+        } else {
+            "allowlist"
+        };
         println!(
             "{kind} {name}: {}: {} names, {} skipped lines, {} lines, {:.1} ms",
             list.path.display(),
@@ -215,7 +233,12 @@ fn validate(path: &Path) -> Result<ExitCode, Failure> {
             list.elapsed.as_secs_f64() * 1000.0
         );
         for skipped in list.parsed.skipped.iter().take(10) {
-            eprintln!("{}:{}: {}", list.path.display(), skipped.line, skipped.reason);
+            eprintln!(
+                "{}:{}: {}",
+                list.path.display(),
+                skipped.line,
+                skipped.reason
+            );
         }
         bad_lines += list.parsed.skipped.len();
     }
@@ -240,7 +263,13 @@ fn memory() -> (f64, f64) {
         status
             .lines()
             .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .map_or(0.0, |kib| kib / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
@@ -250,14 +279,19 @@ fn check(path: &Path, name: &str, qtype: &str, client: IpAddr) -> Result<(), Fai
     let (config, lists) = load(path)?;
     let policy = Policy::build(&config, &lists, 1);
     let query = QueryName::from_text(name).ok_or_else(|| {
-        Failure::config(std::io::Error::other(format!("{name:?} is not a valid domain name")))
+        Failure::config(std::io::Error::other(format!(
+            "{name:?} is not a valid domain name"
+        )))
     })?;
     let qtype_code = qtype
         .parse::<hickory_proto::rr::RecordType>()
         .map(u16::from)
         .map_err(|_| Failure::config(std::io::Error::other(format!("unknown type {qtype:?}"))))?;
 
-    println!("query: {query} {} from {client}", hickory_proto::rr::RecordType::from(qtype_code));
+    println!(
+        "query: {query} {} from {client}",
+        hickory_proto::rr::RecordType::from(qtype_code)
+    );
     if !policy.admits(client) {
         println!("decision: refused (client not in server.allow_clients)");
         return Ok(());
@@ -270,7 +304,9 @@ fn check(path: &Path, name: &str, qtype: &str, client: IpAddr) -> Result<(), Fai
         }
         Decision::Except { exception, blocked } => {
             match exception {
-                Exception::Client(group) => println!("decision: forward (client exempt by {group})"),
+                Exception::Client(group) => {
+                    println!("decision: forward (client exempt by {group})")
+                }
                 Exception::Name { allowlist, domain } => println!(
                     "decision: forward (allowlist {allowlist}, entry {})",
                     String::from_utf8_lossy(domain)
@@ -295,7 +331,11 @@ fn print_match(found: &BlockMatch<'_>, qtype: u16) {
         (crate::config::Action::Nxdomain, _) => "NXDOMAIN".to_owned(),
         _ => "NOERROR, no records".to_owned(),
     };
-    println!("  action: {} -> {answer} (ttl {})", list.action.name(), list.ttl);
+    println!(
+        "  action: {} -> {answer} (ttl {})",
+        list.action.name(),
+        list.ttl
+    );
     let metadata = &list.metadata;
     let show = |label: &str, value: Option<String>| {
         if let Some(value) = value {

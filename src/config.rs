@@ -20,9 +20,17 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    Syntax { path: String, line: usize, reason: String },
+    Syntax {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("{path}: {key}: {reason}")]
-    Invalid { path: String, key: String, reason: String },
+    Invalid {
+        path: String,
+        key: String,
+        reason: String,
+    },
 }
 
 /// The whole configuration file.
@@ -84,12 +92,19 @@ impl Default for ServerConfig {
 }
 
 fn default_allowed_clients() -> Vec<Network> {
-    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
-        .into_iter()
-        .chain(["169.254.0.0/16", "fe80::/10"])
-        .filter_map(|net| net.parse().ok())
-        .map(Network)
-        .collect()
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ]
+    .into_iter()
+    .chain(["169.254.0.0/16", "fe80::/10"])
+    .filter_map(|net| net.parse().ok())
+    .map(Network)
+    .collect()
 }
 
 /// `[upstream]`: the resolvers sinkhole forwards to.
@@ -101,13 +116,20 @@ pub struct UpstreamConfig {
     pub servers: Vec<Upstream>,
     /// Where to read the system's resolvers. Default `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
-    /// Milliseconds a query may take across all upstreams before SERVFAIL. Default 2000.
+    /// Milliseconds a query may take across all upstreams before SERVFAIL. Default 2500.
     pub timeout_ms: u64,
+    /// Milliseconds one upstream gets before the next is tried. Default 1000.
+    pub attempt_timeout_ms: u64,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        Self { servers: Vec::new(), resolv_conf: "/etc/resolv.conf".into(), timeout_ms: 2000 }
+        Self {
+            servers: Vec::new(),
+            resolv_conf: "/etc/resolv.conf".into(),
+            timeout_ms: 2500,
+            attempt_timeout_ms: 1000,
+        }
     }
 }
 
@@ -125,7 +147,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_entries: 100_000, max_ttl: 86_400, max_negative_ttl: 3600 }
+        Self {
+            max_entries: 100_000,
+            max_ttl: 86_400,
+            max_negative_ttl: 3600,
+        }
     }
 }
 
@@ -143,7 +169,11 @@ pub struct SinkholeConfig {
 
 impl Default for SinkholeConfig {
     fn default() -> Self {
-        Self { ipv4: Ipv4Addr::UNSPECIFIED, ipv6: Ipv6Addr::UNSPECIFIED, ttl: 60 }
+        Self {
+            ipv4: Ipv4Addr::UNSPECIFIED,
+            ipv6: Ipv6Addr::UNSPECIFIED,
+            ttl: 60,
+        }
     }
 }
 
@@ -163,7 +193,11 @@ pub struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { path: "sinkhole-events.ndjson".into(), queue: 65_536, device: None }
+        Self {
+            path: "sinkhole-events.ndjson".into(),
+            queue: 65_536,
+            device: None,
+        }
     }
 }
 
@@ -288,8 +322,10 @@ impl<'de> Deserialize<'de> for Upstream {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -328,6 +364,9 @@ impl Config {
         if self.upstream.timeout_ms == 0 {
             return Err(self.invalid("upstream.timeout_ms", "must be more than 0"));
         }
+        if self.upstream.attempt_timeout_ms == 0 {
+            return Err(self.invalid("upstream.attempt_timeout_ms", "must be more than 0"));
+        }
         if self.events.queue == 0 {
             return Err(self.invalid("events.queue", "must be more than 0"));
         }
@@ -335,20 +374,29 @@ impl Config {
             return Err(self.invalid("server.threads", "must be more than 0"));
         }
         self.check_names()?;
-        self.blocklists.iter().enumerate().try_for_each(|(i, list)| self.check_blocklist(i, list))
+        self.blocklists
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, list)| self.check_blocklist(i, list))
     }
 
     fn check_names(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
         let names = self.blocklists.iter().map(|list| ("blocklist", &list.name));
         let names = names.chain(self.allowlists.iter().map(|list| ("allowlist", &list.name)));
-        let names = names.chain(self.exemptions.iter().map(|exempt| ("exempt", &exempt.name)));
+        let names = names.chain(
+            self.exemptions
+                .iter()
+                .map(|exempt| ("exempt", &exempt.name)),
+        );
         for (table, name) in names {
             if name.trim().is_empty() {
                 return Err(self.invalid(format!("{table}.name"), "must not be empty"));
             }
             if !seen.insert(name.as_str()) {
-                return Err(self.invalid(format!("{table}.name"), format!("{name:?} is used twice")));
+                return Err(
+                    self.invalid(format!("{table}.name"), format!("{name:?} is used twice"))
+                );
             }
         }
         Ok(())
@@ -369,7 +417,11 @@ impl Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&byte| byte == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -383,10 +435,21 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let config = parse("").unwrap();
-        assert_eq!(config.server.listen, [SocketAddr::from(([127, 0, 0, 1], 5335))]);
-        assert!(config.server.allow_clients.contains(&"192.168.0.0/16".parse().unwrap()));
+        assert_eq!(
+            config.server.listen,
+            [SocketAddr::from(([127, 0, 0, 1], 5335))]
+        );
+        assert!(
+            config
+                .server
+                .allow_clients
+                .contains(&"192.168.0.0/16".parse().unwrap())
+        );
         assert_eq!(config.sinkhole.ttl, 60);
-        assert_eq!(config.resolve(Path::new("lists/a.txt")), Path::new("/etc/sinkhole/lists/a.txt"));
+        assert_eq!(
+            config.resolve(Path::new("lists/a.txt")),
+            Path::new("/etc/sinkhole/lists/a.txt")
+        );
     }
 
     #[test]
@@ -406,16 +469,23 @@ mod tests {
             let error = parse(&text).unwrap_err().to_string();
             assert!(error.contains("bogus_key"), "{table}: {error}");
             let line = text.lines().position(|l| l.starts_with("bogus")).unwrap() + 1;
-            assert!(error.starts_with(&format!("/etc/sinkhole/sinkhole.toml:{line}:")), "{error}");
+            assert!(
+                error.starts_with(&format!("/etc/sinkhole/sinkhole.toml:{line}:")),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn wrong_types_and_bad_values_are_reported() {
-        let error = parse("[sinkhole]\nttl = \"long\"\n").unwrap_err().to_string();
+        let error = parse("[sinkhole]\nttl = \"long\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(":2:"), "{error}");
 
-        let error = parse("[upstream]\nservers = [\"not-an-ip\"]\n").unwrap_err().to_string();
+        let error = parse("[upstream]\nservers = [\"not-an-ip\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not-an-ip"), "{error}");
 
         let text = "[[blocklist]]\nname = \"x\"\npath = \"x\"\nconfidence = 101\n";
@@ -439,6 +509,9 @@ mod tests {
         assert_eq!("[2001:db8::1]:54".parse::<Upstream>().unwrap().0.port(), 54);
         assert_eq!("2001:db8::1".parse::<Upstream>().unwrap().0.port(), 53);
         assert_eq!("10.1.2.3".parse::<Network>().unwrap().0.prefix_len(), 32);
-        assert_eq!("10.1.2.3/8".parse::<Network>().unwrap().0.to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.1.2.3/8".parse::<Network>().unwrap().0.to_string(),
+            "10.0.0.0/8"
+        );
     }
 }

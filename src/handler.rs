@@ -84,7 +84,12 @@ impl Handler {
         forwarder: Forwarder,
         events: EventSink,
     ) -> Self {
-        Self { policy, cache, forwarder, events }
+        Self {
+            policy,
+            cache,
+            forwarder,
+            events,
+        }
     }
 
     /// Answers without the network when it can; see the module documentation.
@@ -95,7 +100,10 @@ impl Handler {
         };
         let policy = self.policy.load();
         if !policy.admits(client.addr.ip()) {
-            let error = ExtendedError { code: ede::PROHIBITED, text: "client not allowed" };
+            let error = ExtendedError {
+                code: ede::PROHIBITED,
+                text: "client not allowed",
+            };
             write_error(out, &query, Rcode::Refused, Some(error));
             return Step::Reply;
         }
@@ -110,9 +118,10 @@ impl Handler {
                 return Step::Reply;
             }
             Decision::Forward => (None, true),
-            Decision::Except { exception, blocked } => {
-                (blocked.map(|found| exception_event(exception, &found)), false)
-            }
+            Decision::Except { exception, blocked } => (
+                blocked.map(|found| exception_event(exception, &found)),
+                false,
+            ),
         };
 
         let now = Instant::now();
@@ -133,7 +142,11 @@ impl Handler {
             return Step::Reply;
         }
 
-        Step::Forward(Pending { packet: packet.to_vec(), exception, check_chain })
+        Step::Forward(Pending {
+            packet: packet.to_vec(),
+            exception,
+            check_chain,
+        })
     }
 
     /// Forwards a query that [`Handler::answer_locally`] could not answer and writes the
@@ -200,22 +213,38 @@ impl Handler {
             Err(error) => {
                 tracing::debug!(query.name = %query.name, %error, "cannot encode upstream answer");
                 write_error(out, query, Rcode::ServFail, None);
-                return Facts { rcode: Rcode::ServFail as u16, ..Facts::default() };
+                return Facts {
+                    rcode: Rcode::ServFail as u16,
+                    ..Facts::default()
+                };
             }
         }
 
         let rcode = u16::from(response.metadata.response_code.low());
-        let first_address = response.answers.iter().find_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        });
-        let facts = Facts { rcode, first_address, chain: chain.into() };
+        let first_address = response
+            .answers
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            });
+        let facts = Facts {
+            rcode,
+            first_address,
+            chain: chain.into(),
+        };
         let cacheable = matches!(rcode, 0 | 3);
         if let (true, Some(layout)) = (cacheable, ttl_layout(out)) {
             let negative = rcode == 3 || response.answers.is_empty();
-            let fresh = Fresh { packet: out, layout, negative, facts: facts.clone() };
-            self.cache.insert(&query.name, Variant::of(query), fresh, Instant::now());
+            let fresh = Fresh {
+                packet: out,
+                layout,
+                negative,
+                facts: facts.clone(),
+            };
+            self.cache
+                .insert(&query.name, Variant::of(query), fresh, Instant::now());
         }
         facts
     }
@@ -294,7 +323,10 @@ fn reject(rejection: Rejection, packet: &[u8], out: &mut Vec<u8>) -> Step {
 /// Answers questions a forwarder does not serve: other classes, zone transfers, meta types.
 fn unsupported(query: &Query<'_>, out: &mut Vec<u8>) -> Option<Step> {
     let refuse = |out: &mut Vec<u8>, text| {
-        let error = ExtendedError { code: ede::NOT_SUPPORTED, text };
+        let error = ExtendedError {
+            code: ede::NOT_SUPPORTED,
+            text,
+        };
         write_error(out, query, Rcode::Refused, Some(error));
         Some(Step::Reply)
     };
@@ -314,20 +346,27 @@ fn exception_event(exception: Exception<'_>, found: &BlockMatch<'_>) -> Exceptio
         Exception::Client(group) => ("exempt-client", format!("client exempt by {group}")),
         Exception::Name { allowlist, domain } => (
             "allowlist",
-            format!("allowlist {allowlist} entry {}", String::from_utf8_lossy(domain)),
+            format!(
+                "allowlist {allowlist} entry {}",
+                String::from_utf8_lossy(domain)
+            ),
         ),
     };
-    ExceptionEvent { list: found.list.clone(), domain: found.domain_text(), original_action, reason }
+    ExceptionEvent {
+        list: found.list.clone(),
+        domain: found.domain_text(),
+        original_action,
+        reason,
+    }
 }
 
 /// The first name of a CNAME chain that a blocklist matches.
-fn chain_match<'p>(
-    policy: &'p Policy,
-    chain: &[QueryName],
-) -> Option<(BlockMatch<'p>, QueryName)> {
-    chain
-        .iter()
-        .find_map(|link| policy.chain_link_blocked(link).map(|found| (found, link.clone())))
+fn chain_match<'p>(policy: &'p Policy, chain: &[QueryName]) -> Option<(BlockMatch<'p>, QueryName)> {
+    chain.iter().find_map(|link| {
+        policy
+            .chain_link_blocked(link)
+            .map(|found| (found, link.clone()))
+    })
 }
 
 /// Follows the CNAME records of an answer from the query name; returns the names it leads to.
@@ -336,10 +375,13 @@ fn cname_chain(message: &Message, qname: &Name) -> Vec<QueryName> {
     let mut current = qname.clone();
     // A chain longer than the answer section would be a loop.
     for _ in 0..message.answers.len() {
-        let next = message.answers.iter().find_map(|record| match &record.data {
-            RData::CNAME(target) if record.name == current => Some(target.0.clone()),
-            _ => None,
-        });
+        let next = message
+            .answers
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::CNAME(target) if record.name == current => Some(target.0.clone()),
+                _ => None,
+            });
         let Some(next) = next else {
             break;
         };
@@ -352,7 +394,10 @@ fn cname_chain(message: &Message, qname: &Name) -> Vec<QueryName> {
     for record in &message.answers {
         if record.record_type() == RecordType::from(TYPE_CNAME) && record.name != *qname {
             if let Some(name) = QueryName::from_text(&record.name.to_ascii()) {
-                if !chain.iter().any(|known| known.as_bytes() == name.as_bytes()) {
+                if !chain
+                    .iter()
+                    .any(|known| known.as_bytes() == name.as_bytes())
+                {
                     chain.push(name);
                 }
             }
@@ -373,13 +418,17 @@ fn client_response(query: &Query<'_>, upstream: &Message) -> Message {
     metadata.authentic_data = ad_wanted && upstream.metadata.authentic_data;
     metadata.response_code = upstream.metadata.response_code;
 
-    response.add_query(HQuery::query(wire_name(query.question), RecordType::from(query.qtype)));
+    response.add_query(HQuery::query(
+        wire_name(query.question),
+        RecordType::from(query.qtype),
+    ));
     response.answers = upstream.answers.clone();
     response.authorities = upstream.authorities.clone();
     response.additionals = upstream.additionals.clone();
     if let Some(edns) = query.edns {
         let mut ours = hickory_proto::op::Edns::new();
-        ours.set_max_payload(ADVERTISED_UDP_SIZE).set_dnssec_ok(edns.dnssec_ok);
+        ours.set_max_payload(ADVERTISED_UDP_SIZE)
+            .set_dnssec_ok(edns.dnssec_ok);
         response.edns = Some(ours);
     }
     response

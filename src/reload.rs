@@ -30,14 +30,26 @@ const SKIPPED_SHOWN: usize = 5;
 
 /// Every list file of a config, resolved: blocklists first, then allowlists, in order.
 pub fn list_paths(config: &Config) -> Vec<(String, PathBuf)> {
-    let blocklists = config.blocklists.iter().map(|list| (&list.name, &list.path));
-    let allowlists = config.allowlists.iter().map(|list| (&list.name, &list.path));
-    blocklists.chain(allowlists).map(|(name, path)| (name.clone(), config.resolve(path))).collect()
+    let blocklists = config
+        .blocklists
+        .iter()
+        .map(|list| (&list.name, &list.path));
+    let allowlists = config
+        .allowlists
+        .iter()
+        .map(|list| (&list.name, &list.path));
+    blocklists
+        .chain(allowlists)
+        .map(|(name, path)| (name.clone(), config.resolve(path)))
+        .collect()
 }
 
 /// Loads every list; the first that cannot be read is an error.
 pub fn load_lists(config: &Config) -> Result<Vec<Arc<LoadedList>>, ListError> {
-    list_paths(config).iter().map(|(_, path)| lists::load(path).map(Arc::new)).collect()
+    list_paths(config)
+        .iter()
+        .map(|(_, path)| lists::load(path).map(Arc::new))
+        .collect()
 }
 
 /// Owns the current policy and the lists it was built from, and rebuilds it on demand.
@@ -55,7 +67,12 @@ impl Reloader {
         let policy = Policy::build(&config, &lists, 1);
         log_policy(&policy, &config, &lists, started.elapsed());
         let store = Arc::new(ArcSwap::from_pointee(policy));
-        Self { config, lists, version: 1, store }
+        Self {
+            config,
+            lists,
+            version: 1,
+            store,
+        }
     }
 
     /// The shared pointer the query path reads.
@@ -96,9 +113,14 @@ impl Reloader {
 
     /// The folders to watch and the file paths that matter in them.
     fn watched(&self) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
-        let files: HashSet<PathBuf> =
-            list_paths(&self.config).into_iter().map(|(_, path)| absolute(&path)).collect();
-        let dirs = files.iter().filter_map(|path| path.parent().map(Path::to_owned)).collect();
+        let files: HashSet<PathBuf> = list_paths(&self.config)
+            .into_iter()
+            .map(|(_, path)| absolute(&path))
+            .collect();
+        let dirs = files
+            .iter()
+            .filter_map(|path| path.parent().map(Path::to_owned))
+            .collect();
         (dirs, files)
     }
 }
@@ -156,7 +178,10 @@ pub async fn watch(reloader: Reloader, shutdown: CancellationToken) {
         }
         let reloader = reloader.clone();
         let reloaded = tokio::task::spawn_blocking(move || {
-            reloader.lock().map(|mut reloader| reloader.reload()).unwrap_or(0)
+            reloader
+                .lock()
+                .map(|mut reloader| reloader.reload())
+                .unwrap_or(0)
         });
         if let Err(error) = reloaded.await {
             tracing::error!(%error, "reload task failed; the previous policy stays");

@@ -15,7 +15,7 @@ use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
 use crate::reload::{self, Reloader};
-use crate::upstream::{AnswerCache, CacheLimits, Forwarder, UpstreamError};
+use crate::upstream::{AnswerCache, CacheLimits, Forwarder, Timeouts, UpstreamError};
 
 /// How long in-flight queries and queued events get to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(5);
@@ -47,8 +47,11 @@ impl Server {
     /// Sets up upstreams, cache, event log and the first policy from lists loaded already.
     pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Result<Self, ServeError> {
         let upstreams: Vec<SocketAddr> = config.upstream.servers.iter().map(|u| u.0).collect();
-        let timeout = Duration::from_millis(config.upstream.timeout_ms);
-        let forwarder = Forwarder::new(&upstreams, &config.upstream.resolv_conf, timeout)?;
+        let timeouts = Timeouts {
+            total: Duration::from_millis(config.upstream.timeout_ms),
+            attempt: Duration::from_millis(config.upstream.attempt_timeout_ms),
+        };
+        let forwarder = Forwarder::new(&upstreams, &config.upstream.resolv_conf, timeouts)?;
         tracing::info!(upstreams = ?forwarder.servers(), timeout_ms = config.upstream.timeout_ms, "upstreams");
 
         let events_path: PathBuf = config.resolve(&config.events.path);
@@ -66,8 +69,18 @@ impl Server {
             max_connections: config.server.max_tcp_connections,
         };
         let reloader = Reloader::new(config, lists);
-        let handler = Arc::new(Handler::new(reloader.store(), cache, forwarder, events.sink()));
-        Ok(Self { handler, reloader, events, limits })
+        let handler = Arc::new(Handler::new(
+            reloader.store(),
+            cache,
+            forwarder,
+            events.sink(),
+        ));
+        Ok(Self {
+            handler,
+            reloader,
+            events,
+            limits,
+        })
     }
 
     /// Serves on already bound sockets until `shutdown` is cancelled, then drains in-flight
@@ -103,10 +116,15 @@ impl Server {
         listeners.wait().await;
         tasks.close();
         if tokio::time::timeout(GRACE, tasks.wait()).await.is_err() {
-            tracing::warn!(grace_s = GRACE.as_secs(), "in-flight queries did not finish in time");
+            tracing::warn!(
+                grace_s = GRACE.as_secs(),
+                "in-flight queries did not finish in time"
+            );
         }
         let events = self.events;
-        tokio::task::spawn_blocking(move || events.close(GRACE)).await.ok();
+        tokio::task::spawn_blocking(move || events.close(GRACE))
+            .await
+            .ok();
     }
 }
 

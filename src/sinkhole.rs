@@ -64,7 +64,10 @@ pub fn write_blocked(
         soa_label,
         ttl: list.ttl,
         serial,
-        error: Some(ExtendedError { code: ede::BLOCKED, text: error_text }),
+        error: Some(ExtendedError {
+            code: ede::BLOCKED,
+            text: error_text,
+        }),
     };
     write_local(out, query, &answer);
     Sent { rcode, address }

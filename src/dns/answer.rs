@@ -103,8 +103,14 @@ pub fn write_error(
     rcode: Rcode,
     error: Option<ExtendedError<'_>>,
 ) {
-    let answer =
-        LocalAnswer { rcode, address: None, soa_label: None, ttl: 0, serial: 0, error };
+    let answer = LocalAnswer {
+        rcode,
+        address: None,
+        soa_label: None,
+        ttl: 0,
+        serial: 0,
+        error,
+    };
     write_local(out, query, &answer);
 }
 
@@ -125,7 +131,11 @@ pub fn write_bad_version(out: &mut Vec<u8>, packet: &[u8], question_end: usize) 
     out.extend_from_slice(&response_flags(query_flags, Rcode::BadVers).to_be_bytes());
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
     out.extend_from_slice(&packet[HEADER_LEN..question_end]);
-    let edns = Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: false };
+    let edns = Edns {
+        udp_size: ADVERTISED_UDP_SIZE,
+        version: 0,
+        dnssec_ok: false,
+    };
     write_opt(out, &edns, Rcode::BadVers, None);
 }
 
@@ -244,7 +254,10 @@ mod tests {
             soa_label: None,
             ttl: 60,
             serial: 7,
-            error: Some(ExtendedError { code: ede::BLOCKED, text: "blocked by remus" }),
+            error: Some(ExtendedError {
+                code: ede::BLOCKED,
+                text: "blocked by remus",
+            }),
         };
         write_local(&mut out, &query, &answer);
 

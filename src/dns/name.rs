@@ -25,7 +25,12 @@ pub struct QueryName {
 impl QueryName {
     /// An empty name (the root).
     pub fn root() -> Self {
-        Self { text: [0; MAX_TEXT], len: 0, starts: [0; MAX_LABELS], labels: 0 }
+        Self {
+            text: [0; MAX_TEXT],
+            len: 0,
+            starts: [0; MAX_LABELS],
+            labels: 0,
+        }
     }
 
     /// Appends one wire label (1 to 63 octets). Returns `false` when the name is too long.
@@ -127,7 +132,11 @@ mod tests {
         let suffixes: Vec<_> = name.suffixes().map(|(_, s)| s.to_vec()).collect();
         assert_eq!(
             suffixes,
-            vec![b"www.posdteu.shop".to_vec(), b"posdteu.shop".to_vec(), b"shop".to_vec()]
+            vec![
+                b"www.posdteu.shop".to_vec(),
+                b"posdteu.shop".to_vec(),
+                b"shop".to_vec()
+            ]
         );
     }
 

@@ -77,7 +77,11 @@ pub enum Rejection {
     /// An opcode other than QUERY: NOTIMP (RFC 1035 §4.1.1).
     NotImp { id: u16, flags: u16 },
     /// An EDNS version we do not speak: BADVERS (RFC 6891 §6.1.3).
-    BadVersion { id: u16, flags: u16, question_end: usize },
+    BadVersion {
+        id: u16,
+        flags: u16,
+        question_end: usize,
+    },
 }
 
 /// Reads a query packet.
@@ -110,7 +114,11 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Rejection> {
 
     let edns = read_additionals(packet, question_end, counts[3]).ok_or(formerr)?;
     if edns.is_some_and(|edns| edns.version != 0) {
-        return Err(Rejection::BadVersion { id, flags, question_end });
+        return Err(Rejection::BadVersion {
+            id,
+            flags,
+            question_end,
+        });
     }
 
     Ok(Query {
@@ -235,7 +243,14 @@ pub(crate) mod tests {
         assert_eq!(query.id, 0x1234);
         assert_eq!(query.name.as_bytes(), b"www.mathlah.com");
         assert_eq!(query.qtype, 28);
-        assert_eq!(query.edns, Some(Edns { udp_size: 1232, version: 0, dnssec_ok: true }));
+        assert_eq!(
+            query.edns,
+            Some(Edns {
+                udp_size: 1232,
+                version: 0,
+                dnssec_ok: true
+            })
+        );
         assert!(query.recursion_desired());
         assert_eq!(query.udp_limit(), 1232);
         assert_eq!(&query.question[1..4], b"WWW");
@@ -256,7 +271,10 @@ pub(crate) mod tests {
         assert!(matches!(parse(&packet), Err(Rejection::FormErr { .. })));
 
         let packet = query_packet("a.b", 1, None);
-        assert!(matches!(parse(&packet[..15]), Err(Rejection::FormErr { .. })));
+        assert!(matches!(
+            parse(&packet[..15]),
+            Err(Rejection::FormErr { .. })
+        ));
 
         let mut packet = query_packet("a.b", 1, None);
         packet[12] = 0xc0;

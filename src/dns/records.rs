@@ -67,8 +67,16 @@ mod tests {
     fn finds_every_ttl_and_the_smallest() {
         let mut message = Message::new(1, MessageType::Response, OpCode::Query);
         message.add_query(Query::query(name("a.test."), RecordType::A));
-        message.add_answer(Record::from_rdata(name("a.test."), 300, RData::A(A::new(1, 2, 3, 4))));
-        message.add_answer(Record::from_rdata(name("a.test."), 120, RData::A(A::new(1, 2, 3, 5))));
+        message.add_answer(Record::from_rdata(
+            name("a.test."),
+            300,
+            RData::A(A::new(1, 2, 3, 4)),
+        ));
+        message.add_answer(Record::from_rdata(
+            name("a.test."),
+            120,
+            RData::A(A::new(1, 2, 3, 5)),
+        ));
         let packet = message.to_vec().unwrap();
 
         let layout = ttl_layout(&packet).unwrap();

@@ -78,11 +78,18 @@ pub struct EventLog {
 impl EventLog {
     /// Opens (appends to) the log file, creating its folder, and starts the writer.
     pub fn open(path: &Path, queue: usize, device: Device) -> Result<Self, EventLogError> {
-        let error = |source| EventLogError { path: path.display().to_string(), source };
+        let error = |source| EventLogError {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(error)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(error)?;
 
         let (sender, receiver) = mpsc::sync_channel(queue);
         let counters = Arc::new(EventCounters::default());
@@ -100,8 +107,15 @@ impl EventLog {
             .spawn(move || writer.run(receiver))
             .map_err(error)?;
 
-        let sink = EventSink { queue: sender, counters };
-        Ok(Self { sink, thread: Some(thread), path: path.to_owned() })
+        let sink = EventSink {
+            queue: sender,
+            counters,
+        };
+        Ok(Self {
+            sink,
+            thread: Some(thread),
+            path: path.to_owned(),
+        })
     }
 
     pub fn sink(&self) -> EventSink {
@@ -126,7 +140,10 @@ impl EventLog {
             let _ = done_tx.send(());
         });
         if done_rx.recv_timeout(grace).is_err() {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "event log not flushed in time");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "event log not flushed in time"
+            );
         }
         let counters = &self.sink.counters;
         tracing::info!(
@@ -191,7 +208,9 @@ impl Writer {
         }
         match self.out.flush() {
             Ok(()) => {
-                self.counters.written.fetch_add(*pending as u64, Ordering::Relaxed);
+                self.counters
+                    .written
+                    .fetch_add(*pending as u64, Ordering::Relaxed);
             }
             Err(error) => {
                 // The buffered lines are lost; BufWriter keeps what it could not write, so
@@ -208,7 +227,9 @@ impl Writer {
     }
 
     fn fail(&mut self, error: &std::io::Error, lost: usize) {
-        self.counters.failed.fetch_add(lost as u64, Ordering::Relaxed);
+        self.counters
+            .failed
+            .fetch_add(lost as u64, Ordering::Relaxed);
         if self.due() {
             tracing::error!(path = %self.path.display(), %error, lost, "cannot write events");
         }
@@ -233,7 +254,10 @@ impl Writer {
     /// Rate limit for loss reports: at most once a minute.
     fn due(&mut self) -> bool {
         let now = Instant::now();
-        if self.last_report.is_some_and(|last| now.duration_since(last) < REPORT_EVERY) {
+        if self
+            .last_report
+            .is_some_and(|last| now.duration_since(last) < REPORT_EVERY)
+        {
             return false;
         }
         self.last_report = Some(now);

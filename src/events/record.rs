@@ -34,7 +34,10 @@ pub enum Outcome {
     /// Answered by the list's action.
     Blocked,
     /// Let through; the reason names the exempt client group or the allowlist and entry.
-    Allowed { original_action: &'static str, reason: String },
+    Allowed {
+        original_action: &'static str,
+        reason: String,
+    },
 }
 
 /// One query that a blocklist matched.
@@ -158,10 +161,16 @@ impl QueryEvent {
         let rcode_name = rcode_name(self.rcode);
         let metadata = &self.list.metadata;
         let (action, original, severity, reason) = match &self.outcome {
-            Outcome::Blocked => ("Blocked", self.list.action.name(), severity(metadata.confidence), None),
-            Outcome::Allowed { original_action, reason } => {
-                ("Allowed", *original_action, "Low", Some(reason.as_str()))
-            }
+            Outcome::Blocked => (
+                "Blocked",
+                self.list.action.name(),
+                severity(metadata.confidence),
+                None,
+            ),
+            Outcome::Allowed {
+                original_action,
+                reason,
+            } => ("Allowed", *original_action, "Low", Some(reason.as_str())),
         };
 
         let record = AsimDns {
@@ -171,7 +180,11 @@ impl QueryEvent {
             event_end_time: &time,
             event_type: "Query",
             event_sub_type: "response",
-            event_result: if self.rcode == 0 { "Success" } else { "Failure" },
+            event_result: if self.rcode == 0 {
+                "Success"
+            } else {
+                "Failure"
+            },
             event_result_details: &rcode_name,
             event_severity: severity,
             event_product: "sinkhole",
@@ -188,7 +201,11 @@ impl QueryEvent {
             dst_ip_addr: plain_ip(self.server.ip()).to_string(),
             dst_port_number: self.server.port(),
             network_protocol: self.transport.name(),
-            network_protocol_version: if plain_ip(self.client.ip()).is_ipv4() { "IPv4" } else { "IPv6" },
+            network_protocol_version: if plain_ip(self.client.ip()).is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
             dns_query: &self.name,
             dns_query_type: self.qtype,
             dns_query_type_name: type_name(self.qtype),
@@ -295,7 +312,10 @@ mod tests {
     }
 
     fn device() -> Device {
-        Device { name: "dns-01.example".into(), hostname: "dns-01".into() }
+        Device {
+            name: "dns-01.example".into(),
+            hostname: "dns-01".into(),
+        }
     }
 
     #[test]
@@ -346,6 +366,11 @@ mod tests {
             serde_json::from_str(&event(outcome).to_json(&device())).unwrap();
         assert_eq!(json["DvcAction"], "Allowed");
         assert_eq!(json["DvcOriginalAction"], "allowlist");
-        assert!(json["AdditionalFields"]["allow_reason"].as_str().unwrap().contains("microsoft"));
+        assert!(
+            json["AdditionalFields"]["allow_reason"]
+                .as_str()
+                .unwrap()
+                .contains("microsoft")
+        );
     }
 }

@@ -46,7 +46,9 @@ pub fn parse_date_or_time(text: &str) -> Option<String> {
 
 fn check_date(date: &str) -> Option<()> {
     let bytes = date.as_bytes();
-    let digits = [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| bytes[i].is_ascii_digit());
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9]
+        .iter()
+        .all(|&i| bytes[i].is_ascii_digit());
     let month: u32 = date.get(5..7)?.parse().ok()?;
     let day: u32 = date.get(8..10)?.parse().ok()?;
     (digits && bytes[4] == b'-' && bytes[7] == b'-' && (1..=12).contains(&month))
@@ -56,7 +58,9 @@ fn check_date(date: &str) -> Option<()> {
 
 fn check_clock(clock: &str) -> Option<()> {
     let bytes = clock.as_bytes();
-    let digits = [0, 1, 3, 4, 6, 7].iter().all(|&i| bytes[i].is_ascii_digit());
+    let digits = [0, 1, 3, 4, 6, 7]
+        .iter()
+        .all(|&i| bytes[i].is_ascii_digit());
     (digits && bytes[2] == b':' && bytes[5] == b':').then_some(())
 }
 
@@ -90,7 +94,10 @@ mod tests {
 
     #[test]
     fn parses_dates_and_threatfox_times() {
-        assert_eq!(parse_date_or_time("2026-06-06").unwrap(), "2026-06-06T00:00:00Z");
+        assert_eq!(
+            parse_date_or_time("2026-06-06").unwrap(),
+            "2026-06-06T00:00:00Z"
+        );
         assert_eq!(
             parse_date_or_time("2026-06-06 08:14:02 UTC").unwrap(),
             "2026-06-06T08:14:02Z"
@@ -99,7 +106,12 @@ mod tests {
             parse_date_or_time("2026-06-06T08:14:02.5Z").unwrap(),
             "2026-06-06T08:14:02.5Z"
         );
-        for bad in ["2026-13-01", "06/06/2026", "2026-06-06T8:14", "2026-06-06 08:14:02 CET"] {
+        for bad in [
+            "2026-13-01",
+            "06/06/2026",
+            "2026-06-06T8:14",
+            "2026-06-06 08:14:02 CET",
+        ] {
             assert!(parse_date_or_time(bad).is_none(), "{bad}");
         }
     }

@@ -51,10 +51,22 @@ pub async fn serve(
                 continue;
             }
         };
-        let client = Client { addr, server, transport: Transport::Tcp };
+        let client = Client {
+            addr,
+            server,
+            transport: Transport::Tcp,
+        };
         let (handler, inner, shutdown) = (handler.clone(), tasks.clone(), shutdown.clone());
         tasks.spawn(async move {
-            connection(stream, client, handler, limits.idle_timeout, inner, shutdown).await;
+            connection(
+                stream,
+                client,
+                handler,
+                limits.idle_timeout,
+                inner,
+                shutdown,
+            )
+            .await;
             drop(permit);
         });
     }

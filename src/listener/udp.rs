@@ -48,7 +48,11 @@ pub async fn serve(
                     continue;
                 }
             };
-            let client = Client { addr, server, transport: Transport::Udp };
+            let client = Client {
+                addr,
+                server,
+                transport: Transport::Udp,
+            };
             match handler.answer_locally(&packet[..len], &client, &mut out) {
                 Step::Reply => send(&socket, &out, &client).await,
                 Step::Drop => {}

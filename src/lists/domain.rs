@@ -15,7 +15,8 @@ pub fn normalize(raw: &str) -> Result<String, Reason> {
     let ascii = if trimmed.is_ascii() {
         trimmed.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(trimmed).map_err(|_| format!("invalid internationalised name {raw:?}"))?
+        idna::domain_to_ascii(trimmed)
+            .map_err(|_| format!("invalid internationalised name {raw:?}"))?
     };
 
     if ascii.len() > MAX_NAME {
@@ -53,15 +54,26 @@ mod tests {
 
     #[test]
     fn converts_idns_to_punycode() {
-        assert_eq!(normalize("bücher.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(
+            normalize("bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]
     fn rejects_bad_names_with_a_reason() {
         assert!(normalize("").is_err());
         assert!(normalize("a..b").unwrap_err().contains("empty label"));
-        assert!(normalize("bad name.com").unwrap_err().contains("not allowed"));
-        assert!(normalize(&format!("{}.com", "x".repeat(64))).unwrap_err().contains("63"));
+        assert!(
+            normalize("bad name.com")
+                .unwrap_err()
+                .contains("not allowed")
+        );
+        assert!(
+            normalize(&format!("{}.com", "x".repeat(64)))
+                .unwrap_err()
+                .contains("63")
+        );
         assert!(normalize("http://x.com/").is_err());
     }
 }

@@ -45,8 +45,14 @@ pub struct ListError {
 /// Reads and parses one list file.
 pub fn load(path: &Path) -> Result<LoadedList, ListError> {
     let started = Instant::now();
-    let bytes = std::fs::read(path)
-        .map_err(|source| ListError { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ListError {
+        path: path.display().to_string(),
+        source,
+    })?;
     let parsed = plain::parse(&bytes);
-    Ok(LoadedList { path: path.to_owned(), parsed, elapsed: started.elapsed() })
+    Ok(LoadedList {
+        path: path.to_owned(),
+        parsed,
+        elapsed: started.elapsed(),
+    })
 }

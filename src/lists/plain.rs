@@ -56,13 +56,19 @@ fn parse_line(text: &str, line: usize, list: &mut ParsedList) {
             }
         }
         if !any {
-            list.skip(line, format!("hosts line has an address but no name: {content:?}"));
+            list.skip(
+                line,
+                format!("hosts line has an address but no name: {content:?}"),
+            );
         }
         return;
     }
 
     if fields.next().is_some() {
-        list.skip(line, format!("expected one domain per line, found {content:?}"));
+        list.skip(
+            line,
+            format!("expected one domain per line, found {content:?}"),
+        );
         return;
     }
     list.add(first, line);

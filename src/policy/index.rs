@@ -38,7 +38,10 @@ pub struct DomainIndexBuilder {
 
 impl DomainIndexBuilder {
     pub fn with_capacity(names: usize) -> Self {
-        Self { slots: Vec::with_capacity(names), arena: Vec::with_capacity(names * 20) }
+        Self {
+            slots: Vec::with_capacity(names),
+            arena: Vec::with_capacity(names * 20),
+        }
     }
 
     /// Adds a normalised name (lower case, no trailing dot) with its value. When a name is
@@ -51,7 +54,11 @@ impl DomainIndexBuilder {
         self.arena.push(len);
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(bytes);
-        self.slots.push(Slot { hash: hash(bytes), start, value });
+        self.slots.push(Slot {
+            hash: hash(bytes),
+            start,
+            value,
+        });
     }
 
     pub fn build(mut self) -> DomainIndex {
@@ -83,7 +90,12 @@ impl DomainIndexBuilder {
             *entry = next as u32;
         }
 
-        DomainIndex { directory, shift, slots, arena }
+        DomainIndex {
+            directory,
+            shift,
+            slots,
+            arena,
+        }
     }
 }
 
@@ -138,7 +150,11 @@ impl DomainIndex {
             return None;
         }
         name.suffixes().find_map(|(label, suffix)| {
-            self.get(suffix).map(|(domain, value)| IndexHit { domain, value, label })
+            self.get(suffix).map(|(domain, value)| IndexHit {
+                domain,
+                value,
+                label,
+            })
         })
     }
 
@@ -184,7 +200,10 @@ mod tests {
         let index = index(&["posdteu.shop", "mathlah.com"]);
         assert_eq!(lookup(&index, "posdteu.shop").unwrap().label, 0);
         let hit = lookup(&index, "A.B.Mathlah.COM.").unwrap();
-        assert_eq!((hit.domain, hit.value, hit.label), (&b"mathlah.com"[..], 1, 2));
+        assert_eq!(
+            (hit.domain, hit.value, hit.label),
+            (&b"mathlah.com"[..], 1, 2)
+        );
         assert!(lookup(&index, "notmathlah.com").is_none());
         assert!(lookup(&index, "com").is_none());
         assert!(lookup(&index, "shop").is_none());
@@ -206,7 +225,9 @@ mod tests {
 
     #[test]
     fn large_index_finds_every_name() {
-        let names: Vec<String> = (0..50_000).map(|i| format!("n{i}.example{}.net", i % 97)).collect();
+        let names: Vec<String> = (0..50_000)
+            .map(|i| format!("n{i}.example{}.net", i % 97))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let index = index(&refs);
         assert_eq!(index.len(), names.len());

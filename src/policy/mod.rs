@@ -80,7 +80,10 @@ pub enum Exception<'p> {
     /// The client is exempt; the name of its `[[exempt]]` group.
     Client(&'p str),
     /// The name is allowlisted: the allowlist and its entry.
-    Name { allowlist: &'p str, domain: &'p [u8] },
+    Name {
+        allowlist: &'p str,
+        domain: &'p [u8],
+    },
 }
 
 /// The policy's decision for one query.
@@ -92,7 +95,10 @@ pub enum Decision<'p> {
     Block(BlockMatch<'p>),
     /// Forward unchanged, without CNAME checks. `blocked` is the blocklist entry that was
     /// overridden, if any, so the exception can be logged.
-    Except { exception: Exception<'p>, blocked: Option<BlockMatch<'p>> },
+    Except {
+        exception: Exception<'p>,
+        blocked: Option<BlockMatch<'p>>,
+    },
 }
 
 /// One immutable snapshot of the policy. The query path only ever reads it.
@@ -120,7 +126,11 @@ impl Policy {
         let mut builder = DomainIndexBuilder::with_capacity(names(block_lists));
         let mut blocklists = Vec::with_capacity(block_lists.len());
         for (value, (list, loaded)) in config.blocklists.iter().zip(block_lists).enumerate() {
-            loaded.parsed.names.iter().for_each(|name| builder.insert(name, value as u32));
+            loaded
+                .parsed
+                .names
+                .iter()
+                .for_each(|name| builder.insert(name, value as u32));
             blocklists.push(Arc::new(Blocklist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
@@ -147,7 +157,11 @@ impl Policy {
         let mut builder = DomainIndexBuilder::with_capacity(names(allow_lists));
         let mut allowlists = Vec::with_capacity(allow_lists.len());
         for (value, (list, loaded)) in config.allowlists.iter().zip(allow_lists).enumerate() {
-            loaded.parsed.names.iter().for_each(|name| builder.insert(name, value as u32));
+            loaded
+                .parsed
+                .names
+                .iter()
+                .for_each(|name| builder.insert(name, value as u32));
             allowlists.push(Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
@@ -164,9 +178,22 @@ impl Policy {
                 networks: exempt.clients.iter().map(|network| network.0).collect(),
             })
             .collect();
-        let clients = config.server.allow_clients.iter().map(|network| network.0).collect();
+        let clients = config
+            .server
+            .allow_clients
+            .iter()
+            .map(|network| network.0)
+            .collect();
 
-        Self { version, blocklists, allowlists, blocked, allowed, exemptions, clients }
+        Self {
+            version,
+            blocklists,
+            allowlists,
+            blocked,
+            allowed,
+            exemptions,
+            clients,
+        }
     }
 
     /// Whether this client may query at all.
@@ -187,7 +214,10 @@ impl Policy {
         }
         if let Some(hit) = allowed {
             let allowlist = &self.allowlists[hit.value as usize].name;
-            let exception = Exception::Name { allowlist, domain: hit.domain };
+            let exception = Exception::Name {
+                allowlist,
+                domain: hit.domain,
+            };
             return Decision::Except { exception, blocked };
         }
         match blocked {
@@ -205,11 +235,13 @@ impl Policy {
     }
 
     fn blocklist_match(&self, name: &QueryName) -> Option<BlockMatch<'_>> {
-        self.blocked.lookup(name).map(|hit: IndexHit<'_>| BlockMatch {
-            list: &self.blocklists[hit.value as usize],
-            domain: hit.domain,
-            label: hit.label,
-        })
+        self.blocked
+            .lookup(name)
+            .map(|hit: IndexHit<'_>| BlockMatch {
+                list: &self.blocklists[hit.value as usize],
+                domain: hit.domain,
+                label: hit.label,
+            })
     }
 
     fn exemption(&self, client: IpAddr) -> Option<&str> {
@@ -219,7 +251,12 @@ impl Policy {
         let client = canonical(client);
         self.exemptions
             .iter()
-            .find(|group| group.networks.iter().any(|network| network.contains(&client)))
+            .find(|group| {
+                group
+                    .networks
+                    .iter()
+                    .any(|network| network.contains(&client))
+            })
             .map(|group| group.name.as_str())
     }
 
@@ -254,7 +291,11 @@ mod tests {
             names: names.iter().map(|name| name.to_string()).collect(),
             ..ParsedList::default()
         };
-        Arc::new(LoadedList { path: "mem".into(), parsed, elapsed: Duration::ZERO })
+        Arc::new(LoadedList {
+            path: "mem".into(),
+            parsed,
+            elapsed: Duration::ZERO,
+        })
     }
 
     fn policy() -> Policy {
@@ -298,7 +339,10 @@ mod tests {
         assert_eq!(found.list.name, "remus");
         assert_eq!(found.domain, b"posdteu.shop");
         assert_eq!(found.label, 1);
-        assert!(matches!(policy.decide(&name("example.com"), CLIENT), Decision::Forward));
+        assert!(matches!(
+            policy.decide(&name("example.com"), CLIENT),
+            Decision::Forward
+        ));
     }
 
     #[test]
@@ -318,7 +362,10 @@ mod tests {
     fn allowlist_beats_blocklist_and_exemption_beats_both() {
         let policy = policy();
         let decision = policy.decide(&name("download.windowsupdate.com"), CLIENT);
-        let Decision::Except { exception: Exception::Name { allowlist, .. }, blocked } = decision
+        let Decision::Except {
+            exception: Exception::Name { allowlist, .. },
+            blocked,
+        } = decision
         else {
             panic!("not allowlisted: {decision:?}");
         };
@@ -328,7 +375,13 @@ mod tests {
         for client in ["10.0.5.20", "10.9.3.4", "::ffff:10.0.5.20"] {
             let decision = policy.decide(&name("posdteu.shop"), client.parse().unwrap());
             assert!(
-                matches!(decision, Decision::Except { exception: Exception::Client("veeam"), blocked: Some(_) }),
+                matches!(
+                    decision,
+                    Decision::Except {
+                        exception: Exception::Client("veeam"),
+                        blocked: Some(_)
+                    }
+                ),
                 "{client}: {decision:?}"
             );
         }
@@ -337,7 +390,14 @@ mod tests {
     #[test]
     fn access_control_admits_private_ranges_only() {
         let policy = policy();
-        for client in ["127.0.0.1", "10.1.1.1", "192.168.0.5", "::1", "fd00::1", "::ffff:172.16.0.1"] {
+        for client in [
+            "127.0.0.1",
+            "10.1.1.1",
+            "192.168.0.5",
+            "::1",
+            "fd00::1",
+            "::ffff:172.16.0.1",
+        ] {
             assert!(policy.admits(client.parse().unwrap()), "{client}");
         }
         for client in ["8.8.8.8", "2001:db8::1", "172.32.0.1"] {
@@ -348,7 +408,11 @@ mod tests {
     #[test]
     fn allowlisted_chain_links_are_not_blocked() {
         let policy = policy();
-        assert!(policy.chain_link_blocked(&name("a.windowsupdate.com")).is_none());
+        assert!(
+            policy
+                .chain_link_blocked(&name("a.windowsupdate.com"))
+                .is_none()
+        );
         assert!(policy.chain_link_blocked(&name("a.posdteu.shop")).is_some());
     }
 }

@@ -114,8 +114,11 @@ pub struct AnswerCache {
 
 impl AnswerCache {
     pub fn new(limits: CacheLimits) -> Self {
-        let per_shard = NonZeroUsize::new(limits.max_entries.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
-        let shards = (0..SHARDS).map(|_| Mutex::new(LruCache::new(per_shard))).collect();
+        let per_shard =
+            NonZeroUsize::new(limits.max_entries.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(LruCache::new(per_shard)))
+            .collect();
         Self { shards, limits }
     }
 
@@ -139,7 +142,11 @@ impl AnswerCache {
 
     /// Stores a response; responses with no lifetime are not stored.
     pub fn insert(&self, name: &QueryName, variant: Variant, fresh: Fresh<'_>, now: Instant) {
-        let cap = if fresh.negative { self.limits.max_negative_ttl } else { self.limits.max_ttl };
+        let cap = if fresh.negative {
+            self.limits.max_negative_ttl
+        } else {
+            self.limits.max_ttl
+        };
         let lifetime = fresh.layout.lifetime.min(cap);
         if !self.enabled() || lifetime == 0 {
             return;
@@ -161,7 +168,11 @@ impl AnswerCache {
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.shards.iter().filter_map(|shard| shard.lock().ok()).map(|shard| shard.len()).sum()
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().ok())
+            .map(|shard| shard.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -190,12 +201,20 @@ mod tests {
         let name = Name::from_ascii("www.test.").unwrap();
         let mut message = Message::new(0x1234, MessageType::Response, OpCode::Query);
         message.add_query(HQuery::query(name.clone(), RecordType::A));
-        message.add_answer(Record::from_rdata(name, ttl, RData::A(A::new(192, 0, 2, 1))));
+        message.add_answer(Record::from_rdata(
+            name,
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
         message.to_vec().unwrap()
     }
 
     fn cache(max_entries: usize) -> AnswerCache {
-        AnswerCache::new(CacheLimits { max_entries, max_ttl: 3600, max_negative_ttl: 60 })
+        AnswerCache::new(CacheLimits {
+            max_entries,
+            max_ttl: 3600,
+            max_negative_ttl: 60,
+        })
     }
 
     fn store(cache: &AnswerCache, packet: &[u8], now: Instant) {
@@ -238,9 +257,20 @@ mod tests {
         let query_bytes = query_packet("www.test", 1, None);
         let query = parse(&query_bytes).unwrap();
         let variant = Variant::of(&query);
-        assert!(cache.get(&query.name, variant, start + Duration::from_secs(29)).is_some());
-        assert!(cache.get(&query.name, variant, start + Duration::from_secs(30)).is_none());
-        let other = Variant { qtype: 28, ..variant };
+        assert!(
+            cache
+                .get(&query.name, variant, start + Duration::from_secs(29))
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&query.name, variant, start + Duration::from_secs(30))
+                .is_none()
+        );
+        let other = Variant {
+            qtype: 28,
+            ..variant
+        };
         assert!(cache.get(&query.name, other, start).is_none());
     }
 

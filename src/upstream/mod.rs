@@ -4,4 +4,4 @@ pub mod cache;
 pub mod forward;
 
 pub use cache::{AnswerCache, CacheLimits, Variant};
-pub use forward::{ForwardError, Forwarder, UpstreamError, UpstreamQuery};
+pub use forward::{ForwardError, Forwarder, Timeouts, UpstreamError, UpstreamQuery};

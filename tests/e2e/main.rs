@@ -1,0 +1,11 @@
+//! End-to-end tests: a real upstream DNS server and the real `sinkhole` binary on loopback,
+//! queried over UDP and TCP.
+
+mod blocking;
+mod cli;
+mod events;
+mod forwarding;
+mod harness;
+mod malformed;
+mod reload;
+mod upstream;
