@@ -48,9 +48,6 @@ RUN mkdir -p /var/lib/sinkhole \
 VOLUME ["/etc/sinkhole/config", "/etc/sinkhole/blocklists", "/var/lib/sinkhole"]
 EXPOSE 53/udp 53/tcp
 
-# Plain log lines for `docker logs`, without terminal colour codes.
-ENV NO_COLOR=1
-
 USER sinkhole
 ENTRYPOINT ["sinkhole"]
 CMD ["serve", "--config", "/etc/sinkhole/config/sinkhole.toml", "--listen", "0.0.0.0:53", "--events", "/var/lib/sinkhole/sinkhole-events.ndjson"]

@@ -139,9 +139,10 @@ impl Default for UpstreamConfig {
 pub struct CacheConfig {
     /// Most answers kept; the least recently used goes first. 0 disables. Default 100000.
     pub max_entries: usize,
-    /// Seconds; TTLs above this are cached for this long. Default 86400.
+    /// Seconds sinkhole keeps an answer at most, whatever its TTLs; clients still see the
+    /// upstream's TTLs, counted down. Default 86400.
     pub max_ttl: u32,
-    /// Seconds; negative answers are cached for at most this long. Default 3600.
+    /// Seconds sinkhole keeps a negative answer (NXDOMAIN, NODATA) at most. Default 3600.
     pub max_negative_ttl: u32,
 }
 

@@ -175,6 +175,13 @@ impl Handler {
                     text: "no upstream resolver answered",
                 };
                 write_error(out, &query, Rcode::ServFail, Some(error));
+                if let Some(exception) = pending.exception {
+                    let facts = Facts {
+                        rcode: Rcode::ServFail as u16,
+                        ..Facts::default()
+                    };
+                    self.emit_exception(&query, client, exception, &facts, Some(upstream_ms));
+                }
                 return;
             }
         };

@@ -2,8 +2,9 @@
 //!
 //! A reload reads every list again on a blocking thread, builds a complete new [`Policy`],
 //! and publishes it with one atomic pointer swap: a query sees the old policy or the new one,
-//! never a mix, and never waits. A list that cannot be read, or that yields no names but bad
-//! lines, keeps its last good version and the error is logged; the other lists still update.
+//! never a mix, and never waits. A list that cannot be read, that yields no names but bad
+//! lines, or that turns up empty where it held names, keeps its last good version and the
+//! error is logged; the other lists still update.
 //!
 //! The folders of the list files are watched (not the files), so editors that write a new file
 //! and rename it over the old one, and files deleted then created again, are all seen. Bursts
@@ -65,7 +66,8 @@ impl Reloader {
     pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Self {
         let started = Instant::now();
         let policy = Policy::build(&config, &lists, 1);
-        log_policy(&policy, &config, &lists, started.elapsed());
+        log_lists(&config, &lists, &vec![true; lists.len()]);
+        log_policy(&policy, started.elapsed());
         let store = Arc::new(ArcSwap::from_pointee(policy));
         Self {
             config,
@@ -83,30 +85,36 @@ impl Reloader {
     /// Reads every list again and publishes a new policy. Returns how many lists failed.
     pub fn reload(&mut self) -> usize {
         let started = Instant::now();
-        let mut failed = 0;
         let paths = list_paths(&self.config);
-        for (slot, (name, path)) in self.lists.iter_mut().zip(&paths) {
-            match lists::load(path) {
-                Ok(list) if list.parsed.names.is_empty() && !list.parsed.skipped.is_empty() => {
-                    failed += 1;
-                    let first = &list.parsed.skipped[0];
-                    tracing::error!(
-                        list = %name, path = %path.display(), line = first.line,
-                        reason = %first.reason,
-                        "list has no valid names; keeping its last good version"
-                    );
+        let mut fresh = vec![false; self.lists.len()];
+        for ((slot, (name, path)), fresh) in self.lists.iter_mut().zip(&paths).zip(&mut fresh) {
+            match lists::load(path)
+                .map_err(|error| error.to_string())
+                .and_then(|list| {
+                    acceptable(slot, list).map_err(|why| format!("{}: {why}", path.display()))
+                }) {
+                Ok(list) => {
+                    *slot = Arc::new(list);
+                    *fresh = true;
                 }
-                Ok(list) => *slot = Arc::new(list),
                 Err(error) => {
-                    failed += 1;
                     tracing::error!(list = %name, %error, "list not reloaded; keeping its last good version");
                 }
             }
         }
+        let failed = fresh.iter().filter(|fresh| !**fresh).count();
+        if failed == fresh.len() {
+            tracing::error!(
+                version = self.version,
+                "no list could be reloaded; the policy stays as it is"
+            );
+            return failed;
+        }
 
         self.version += 1;
         let policy = Policy::build(&self.config, &self.lists, self.version);
-        log_policy(&policy, &self.config, &self.lists, started.elapsed());
+        log_lists(&self.config, &self.lists, &fresh);
+        log_policy(&policy, started.elapsed());
         self.store.store(Arc::new(policy));
         failed
     }
@@ -129,8 +137,29 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-fn log_policy(policy: &Policy, config: &Config, lists: &[Arc<LoadedList>], took: Duration) {
-    for ((name, _), list) in list_paths(config).iter().zip(lists) {
+/// Whether a freshly read list may replace the one in force. A list with no valid name but
+/// bad lines is broken, and so is an empty file where names were before (a truncated
+/// download, or an editor caught halfway): both keep the last good version.
+fn acceptable(current: &LoadedList, list: LoadedList) -> Result<LoadedList, String> {
+    if !list.parsed.names.is_empty() {
+        return Ok(list);
+    }
+    if let Some(first) = list.parsed.skipped.first() {
+        return Err(format!(
+            "no valid name; line {}: {}",
+            first.line, first.reason
+        ));
+    }
+    if !current.parsed.names.is_empty() {
+        let count = current.parsed.names.len();
+        return Err(format!("empty list would replace {count} names"));
+    }
+    Ok(list)
+}
+
+fn log_lists(config: &Config, lists: &[Arc<LoadedList>], fresh: &[bool]) {
+    let loaded = list_paths(config).into_iter().zip(lists).zip(fresh);
+    for (((name, _), list), _) in loaded.filter(|(_, fresh)| **fresh) {
         tracing::info!(
             list = %name,
             path = %list.path.display(),
@@ -149,6 +178,9 @@ fn log_policy(policy: &Policy, config: &Config, lists: &[Arc<LoadedList>], took:
             );
         }
     }
+}
+
+fn log_policy(policy: &Policy, took: Duration) {
     tracing::info!(
         version = policy.version,
         blocked_names = policy.blocked_names(),

@@ -51,7 +51,8 @@ impl Server {
             total: Duration::from_millis(config.upstream.timeout_ms),
             attempt: Duration::from_millis(config.upstream.attempt_timeout_ms),
         };
-        let forwarder = Forwarder::new(&upstreams, &config.upstream.resolv_conf, timeouts)?;
+        let resolv_conf = config.resolve(&config.upstream.resolv_conf);
+        let forwarder = Forwarder::new(&upstreams, &resolv_conf, timeouts)?;
         tracing::info!(upstreams = ?forwarder.servers(), timeout_ms = config.upstream.timeout_ms, "upstreams");
 
         let events_path: PathBuf = config.resolve(&config.events.path);

@@ -2,9 +2,9 @@
 //! their own.
 //!
 //! The query path hands each event to a bounded queue and never waits: when the queue is
-//! full the event is dropped and counted. The writer thread drains the queue, writes one line
-//! per event, flushes whenever the queue runs empty, and reports drops and write failures at
-//! most once a minute. A write failure (a full disk, say) loses the events of that write and
+//! full the event is dropped and counted. The writer thread wakes every few milliseconds,
+//! drains the queue, writes one line per event, flushes, and reports drops and write failures
+//! at most once a minute. A write failure (a full disk, say) loses the events of that write and
 //! is counted; the writer keeps going with the next event.
 
 pub mod record;
@@ -15,7 +15,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,7 @@ impl EventLog {
             last_report: None,
             reported_dropped: 0,
             reported_failed: 0,
+            line: String::with_capacity(2048),
         };
         let thread = std::thread::Builder::new()
             .name("sinkhole-events".into())
@@ -163,40 +164,40 @@ struct Writer {
     last_report: Option<Instant>,
     reported_dropped: u64,
     reported_failed: u64,
+    /// Reused for every line.
+    line: String,
 }
 
-/// How long an idle writer waits before it checks whether there is something to report.
-const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long the writer sleeps between two drains of the queue. Sleeping instead of
+/// blocking on the queue means the query path never pays for waking the writer up.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 impl Writer {
     fn run(mut self, queue: Receiver<Message>) {
         let mut pending = 0usize;
         loop {
-            let message = match queue.try_recv() {
-                Ok(message) => message,
-                Err(_) => {
-                    self.flush(&mut pending);
-                    self.report();
-                    match queue.recv_timeout(IDLE_TICK) {
-                        Ok(message) => message,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
+            loop {
+                match queue.try_recv() {
+                    Ok(Message::Event(event)) => self.write(&event, &mut pending),
+                    Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
+                        self.flush(&mut pending);
+                        return;
                     }
+                    Err(TryRecvError::Empty) => break,
                 }
-            };
-            match message {
-                Message::Event(event) => self.write(&event, &mut pending),
-                Message::Close => break,
             }
+            self.flush(&mut pending);
+            self.report();
+            std::thread::sleep(DRAIN_INTERVAL);
         }
-        self.flush(&mut pending);
     }
 
     fn write(&mut self, event: &QueryEvent, pending: &mut usize) {
-        let mut line = event.to_json(&self.device);
-        line.push('\n');
-        match self.out.write_all(line.as_bytes()) {
+        self.line.clear();
+        event.write_json(&self.device, &mut self.line);
+        self.line.push('\n');
+        match self.out.write_all(self.line.as_bytes()) {
             Ok(()) => *pending += 1,
             Err(error) => self.fail(&error, 1),
         }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use std::fmt::Write as _;
 
 use super::time::rfc3339_millis;
 use crate::policy::Blocklist;
@@ -88,77 +88,12 @@ impl Device {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct AsimDns<'a> {
-    time_generated: &'a str,
-    event_count: u32,
-    event_start_time: &'a str,
-    event_end_time: &'a str,
-    event_type: &'static str,
-    event_sub_type: &'static str,
-    event_result: &'static str,
-    event_result_details: &'a str,
-    event_severity: &'static str,
-    event_product: &'static str,
-    event_product_version: &'static str,
-    event_vendor: &'static str,
-    event_schema: &'static str,
-    event_schema_version: &'static str,
-    dvc: &'a str,
-    dvc_hostname: &'a str,
-    dvc_action: &'static str,
-    dvc_original_action: &'a str,
-    src_ip_addr: String,
-    src_port_number: u16,
-    dst_ip_addr: String,
-    dst_port_number: u16,
-    network_protocol: &'static str,
-    network_protocol_version: &'static str,
-    dns_query: &'a str,
-    dns_query_type: u16,
-    dns_query_type_name: String,
-    dns_query_class: u16,
-    dns_query_class_name: &'static str,
-    dns_response_code: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_response_name: Option<String>,
-    transaction_id_hex: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_network_duration: Option<u64>,
-    rule_name: &'a str,
-    threat_field: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    threat_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    threat_category: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    threat_confidence: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    threat_first_reported_time: Option<&'a str>,
-    additional_fields: Additional<'a>,
-}
-
-#[derive(Serialize)]
-struct Additional<'a> {
-    matched_ioc: &'a str,
-    ioc_type: &'static str,
-    list: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    cname_chain: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    matched_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allow_reason: Option<&'a str>,
-}
-
 impl QueryEvent {
-    /// The event as one line of JSON (no trailing newline).
-    pub fn to_json(&self, device: &Device) -> String {
-        let time = rfc3339_millis(self.time);
-        let rcode_name = rcode_name(self.rcode);
+    /// Appends the event as one line of JSON, without the newline, to `out`.
+    ///
+    /// Written by hand rather than through a serialiser: the event writer formats every
+    /// sinkholed query, and this way no field needs an allocation of its own.
+    pub fn write_json(&self, device: &Device, out: &mut String) {
         let metadata = &self.list.metadata;
         let (action, original, severity, reason) = match &self.outcome {
             Outcome::Blocked => (
@@ -172,68 +107,181 @@ impl QueryEvent {
                 reason,
             } => ("Allowed", *original_action, "Low", Some(reason.as_str())),
         };
+        let time = rfc3339_millis(self.time);
+        let client = plain_ip(self.client.ip());
 
-        let record = AsimDns {
-            time_generated: &time,
-            event_count: 1,
-            event_start_time: &time,
-            event_end_time: &time,
-            event_type: "Query",
-            event_sub_type: "response",
-            event_result: if self.rcode == 0 {
+        let mut json = JsonObject::open(out);
+        json.text("TimeGenerated", &time);
+        json.number("EventCount", 1);
+        json.text("EventStartTime", &time);
+        json.text("EventEndTime", &time);
+        json.text("EventType", "Query");
+        json.text("EventSubType", "response");
+        json.text(
+            "EventResult",
+            if self.rcode == 0 {
                 "Success"
             } else {
                 "Failure"
             },
-            event_result_details: &rcode_name,
-            event_severity: severity,
-            event_product: "sinkhole",
-            event_product_version: env!("CARGO_PKG_VERSION"),
-            event_vendor: "sinkhole",
-            event_schema: "Dns",
-            event_schema_version: "0.1.7",
-            dvc: &device.name,
-            dvc_hostname: &device.hostname,
-            dvc_action: action,
-            dvc_original_action: original,
-            src_ip_addr: plain_ip(self.client.ip()).to_string(),
-            src_port_number: self.client.port(),
-            dst_ip_addr: plain_ip(self.server.ip()).to_string(),
-            dst_port_number: self.server.port(),
-            network_protocol: self.transport.name(),
-            network_protocol_version: if plain_ip(self.client.ip()).is_ipv4() {
-                "IPv4"
-            } else {
-                "IPv6"
-            },
-            dns_query: &self.name,
-            dns_query_type: self.qtype,
-            dns_query_type_name: type_name(self.qtype),
-            dns_query_class: 1,
-            dns_query_class_name: "IN",
-            dns_response_code: self.rcode,
-            dns_response_name: self.response.map(|address| address.to_string()),
-            transaction_id_hex: format!("{:04x}", self.id),
-            dns_network_duration: self.upstream_ms,
-            rule_name: &self.list.name,
-            threat_field: "Domain",
-            threat_name: metadata.family.as_deref(),
-            threat_category: metadata.threat_type.as_deref(),
-            threat_confidence: metadata.confidence,
-            threat_first_reported_time: metadata.first_seen.as_deref(),
-            additional_fields: Additional {
-                matched_ioc: &self.domain,
-                ioc_type: "domain",
-                list: &self.list.name,
-                source: metadata.source.as_deref(),
-                cname_chain: &self.chain,
-                matched_name: self.chain.last().map(String::as_str),
-                allow_reason: reason,
-            },
-        };
-        // Serialising plain strings and numbers cannot fail.
-        serde_json::to_string(&record).unwrap_or_default()
+        );
+        json.display("EventResultDetails", RcodeName(self.rcode));
+        json.text("EventSeverity", severity);
+        json.text("EventProduct", "sinkhole");
+        json.text("EventProductVersion", env!("CARGO_PKG_VERSION"));
+        json.text("EventVendor", "sinkhole");
+        json.text("EventSchema", "Dns");
+        json.text("EventSchemaVersion", "0.1.7");
+        json.text("Dvc", &device.name);
+        json.text("DvcHostname", &device.hostname);
+        json.text("DvcAction", action);
+        json.text("DvcOriginalAction", original);
+        json.display("SrcIpAddr", client);
+        json.number("SrcPortNumber", u64::from(self.client.port()));
+        json.display("DstIpAddr", plain_ip(self.server.ip()));
+        json.number("DstPortNumber", u64::from(self.server.port()));
+        json.text("NetworkProtocol", self.transport.name());
+        json.text(
+            "NetworkProtocolVersion",
+            if client.is_ipv4() { "IPv4" } else { "IPv6" },
+        );
+        json.text("DnsQuery", &self.name);
+        json.number("DnsQueryType", u64::from(self.qtype));
+        json.display(
+            "DnsQueryTypeName",
+            hickory_proto::rr::RecordType::from(self.qtype),
+        );
+        json.number("DnsQueryClass", 1);
+        json.text("DnsQueryClassName", "IN");
+        json.number("DnsResponseCode", u64::from(self.rcode));
+        if let Some(address) = self.response {
+            json.display("DnsResponseName", address);
+        }
+        json.display("TransactionIdHex", format_args!("{:04x}", self.id));
+        if let Some(ms) = self.upstream_ms {
+            json.number("DnsNetworkDuration", ms);
+        }
+        json.text("RuleName", &self.list.name);
+        json.text("ThreatField", "Domain");
+        json.optional_text("ThreatName", metadata.family.as_deref());
+        json.optional_text("ThreatCategory", metadata.threat_type.as_deref());
+        if let Some(confidence) = metadata.confidence {
+            json.number("ThreatConfidence", u64::from(confidence));
+        }
+        json.optional_text("ThreatFirstReportedTime", metadata.first_seen.as_deref());
+
+        let mut additional = json.object("AdditionalFields");
+        additional.text("matched_ioc", &self.domain);
+        additional.text("ioc_type", "domain");
+        additional.text("list", &self.list.name);
+        additional.optional_text("source", metadata.source.as_deref());
+        if let Some(matched) = self.chain.last() {
+            additional.texts("cname_chain", &self.chain);
+            additional.text("matched_name", matched);
+        }
+        additional.optional_text("allow_reason", reason);
+        additional.close();
+        json.close();
     }
+
+    /// The event as one line of JSON.
+    pub fn to_json(&self, device: &Device) -> String {
+        let mut line = String::with_capacity(1024);
+        self.write_json(device, &mut line);
+        line
+    }
+}
+
+/// Writes the members of one JSON object into a string.
+struct JsonObject<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        Self { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_escaped(self.out, value);
+    }
+
+    fn optional_text(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.text(key, value);
+        }
+    }
+
+    fn texts(&mut self, key: &str, values: &[String]) {
+        self.key(key);
+        self.out.push('[');
+        for (index, value) in values.iter().enumerate() {
+            if index > 0 {
+                self.out.push(',');
+            }
+            push_escaped(self.out, value);
+        }
+        self.out.push(']');
+    }
+
+    fn number(&mut self, key: &str, value: u64) {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    /// A string value from a `Display` type that never needs escaping (addresses, mnemonics).
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.out, "\"{value}\"");
+    }
+
+    fn object(&mut self, key: &str) -> JsonObject<'_> {
+        self.key(key);
+        JsonObject::open(self.out)
+    }
+
+    fn close(self) {
+        self.out.push('}');
+    }
+}
+
+/// Appends `value` as a JSON string (RFC 8259 §7).
+fn push_escaped(out: &mut String, value: &str) {
+    out.push('"');
+    if !value
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        out.push_str(value);
+    } else {
+        for ch in value.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                ch if (ch as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", ch as u32);
+                }
+                ch => out.push(ch),
+            }
+        }
+    }
+    out.push('"');
 }
 
 fn plain_ip(addr: IpAddr) -> IpAddr {
@@ -251,20 +299,20 @@ fn severity(confidence: Option<u8>) -> &'static str {
     }
 }
 
-fn type_name(qtype: u16) -> String {
-    hickory_proto::rr::RecordType::from(qtype).to_string()
-}
-
 /// The mnemonic of a response code (RFC 1035 §4.1.1, RFC 2136 §2.2, RFC 6891 §9).
-fn rcode_name(rcode: u16) -> String {
-    const NAMES: [&str; 11] = [
-        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
-        "NXRRSET", "NOTAUTH", "NOTZONE",
-    ];
-    match NAMES.get(usize::from(rcode)) {
-        Some(name) => (*name).to_owned(),
-        None if rcode == 16 => "BADVERS".to_owned(),
-        None => format!("RCODE{rcode}"),
+struct RcodeName(u16);
+
+impl std::fmt::Display for RcodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NAMES: [&str; 11] = [
+            "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
+            "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE",
+        ];
+        match NAMES.get(usize::from(self.0)) {
+            Some(name) => f.write_str(name),
+            None if self.0 == 16 => f.write_str("BADVERS"),
+            None => write!(f, "RCODE{}", self.0),
+        }
     }
 }
 
@@ -354,6 +402,17 @@ mod tests {
         assert_eq!(json["SrcPortNumber"], 53012);
         assert_eq!(json["DnsResponseCode"], 0);
         assert_eq!(json["AdditionalFields"]["matched_ioc"], "posdteu.shop");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut event = event(Outcome::Blocked);
+        event.name = "we\"ird\\name\u{1}".into();
+        event.chain = vec!["a.test".into(), "b\"c.test".into()];
+        let json: serde_json::Value = serde_json::from_str(&event.to_json(&device())).unwrap();
+        assert_eq!(json["DnsQuery"], "we\"ird\\name\u{1}");
+        assert_eq!(json["AdditionalFields"]["cname_chain"][1], "b\"c.test");
+        assert_eq!(json["AdditionalFields"]["matched_name"], "b\"c.test");
     }
 
     #[test]

@@ -106,9 +106,11 @@ pub struct Fresh<'a> {
     pub facts: Facts,
 }
 
+type Shard = Mutex<LruCache<u64, Arc<Entry>>>;
+
 /// The answer cache; see the module documentation.
 pub struct AnswerCache {
-    shards: Box<[Mutex<LruCache<u64, Arc<Entry>>>]>,
+    shards: Box<[Shard]>,
     limits: CacheLimits,
 }
 
@@ -179,7 +181,7 @@ impl AnswerCache {
         self.len() == 0
     }
 
-    fn shard(&self, key: u64) -> &Mutex<LruCache<u64, Arc<Entry>>> {
+    fn shard(&self, key: u64) -> &Shard {
         &self.shards[(key as usize) % SHARDS]
     }
 }

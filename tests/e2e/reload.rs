@@ -122,3 +122,15 @@ async fn sighup_reloads_the_lists() {
     sinkhole.wait_for_log("SIGHUP: reloading lists");
     sinkhole.wait_for_log("policy published version=2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emptied_list_does_not_replace_a_good_one() {
+    let upstream = Upstream::start().await;
+    let sinkhole = Setup::standard(upstream.addr).start();
+    sinkhole.setup.replace("remus.txt", "");
+    sinkhole.wait_for_log("empty list would replace 4 names");
+    assert!(
+        blocked(&sinkhole, "posdteu.shop").await,
+        "truncated feed still enforced"
+    );
+}
