@@ -16,10 +16,11 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverOpts, ServerOrderingStrategy,
 };
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::DnsHandle;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
+
+use super::transport::Connector;
 
 /// The upstreams could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ pub struct UpstreamQuery {
 /// becomes the first choice until it fails in turn.
 #[derive(Clone)]
 pub struct Forwarder {
-    upstreams: Arc<[(SocketAddr, NameServerPool<TokioRuntimeProvider>)]>,
+    upstreams: Arc<[(SocketAddr, NameServerPool<Connector>)]>,
     preferred: Arc<AtomicUsize>,
     timeouts: Timeouts,
 }
@@ -92,6 +93,7 @@ impl Forwarder {
         options.edns0 = true;
         let tls = TlsConfig::new().map_err(|error| UpstreamError::Tls(error.to_string()))?;
         let context = Arc::new(PoolContext::new(options, tls));
+        let connector = Connector::default();
 
         let upstreams = servers
             .iter()
@@ -101,11 +103,8 @@ impl Forwarder {
                 let mut tcp = ConnectionConfig::tcp();
                 tcp.port = addr.port();
                 let config = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-                let pool = NameServerPool::from_config(
-                    [config],
-                    context.clone(),
-                    TokioRuntimeProvider::default(),
-                );
+                let pool =
+                    NameServerPool::from_config([config], context.clone(), connector.clone());
                 (*addr, pool)
             })
             .collect();

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod forward;
+pub mod transport;
 
 pub use cache::{AnswerCache, CacheLimits, Variant};
 pub use forward::{ForwardError, Forwarder, Timeouts, UpstreamError, UpstreamQuery};

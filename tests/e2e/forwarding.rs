@@ -254,3 +254,65 @@ async fn a_dead_upstream_fails_over_to_the_next() {
         "the live upstream is now first"
     );
 }
+
+/// An upstream that ignores each query the first time it sees it, then answers it once with a
+/// forged answer (same ID, another question) followed by the real one.
+async fn lossy_upstream() -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, Record};
+
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            if seen.insert(query.metadata.id) {
+                continue;
+            }
+            let mut forged = query.clone();
+            forged.metadata.message_type = MessageType::Response;
+            forged.queries[0].name = Name::from_ascii("evil.test.").unwrap();
+            let evil = Record::from_rdata(
+                Name::from_ascii("evil.test.").unwrap(),
+                300,
+                RData::A(A::new(6, 6, 6, 6)),
+            );
+            forged.add_answer(evil);
+            let _ = socket.send_to(&forged.to_vec().unwrap(), peer).await;
+
+            let mut real = query.clone();
+            real.metadata.message_type = MessageType::Response;
+            let name = real.queries[0].name().clone();
+            real.add_answer(Record::from_rdata(
+                name,
+                300,
+                RData::A(A::new(192, 0, 2, 99)),
+            ));
+            let _ = socket.send_to(&real.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_queries_are_sent_again_and_forged_answers_ignored() {
+    let upstream = lossy_upstream().await;
+    let config = "[upstream]\ntimeout_ms = 3000\nattempt_timeout_ms = 2500\n";
+    let sinkhole = Setup::bare(vec![upstream], config).start();
+    for name in ["one.lossy.test", "two.lossy.test"] {
+        let answer = sinkhole.udp(name, RecordType::A).await;
+        assert_eq!(
+            a_records(&answer),
+            [[192, 0, 2, 99]],
+            "{name}: the real answer, after a retransmission"
+        );
+    }
+}
