@@ -1,22 +1,28 @@
 //! Normalises a domain taken from a list: lower case, no trailing dot, IDNs as punycode.
 
+use std::borrow::Cow;
+
 /// Why a listed name was rejected.
 pub type Reason = String;
 
 /// Longest presentation name without its trailing dot (RFC 1035 §2.3.4: 255 wire octets).
 const MAX_NAME: usize = 253;
 
-/// Returns the name in the form the index stores, or why it is not a usable domain.
-pub fn normalize(raw: &str) -> Result<String, Reason> {
+/// Returns the name in the form the index stores, or why it is not a usable domain. A name
+/// already in that form comes back as it is, without a copy.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, Reason> {
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     if trimmed.is_empty() {
         return Err(format!("empty name {raw:?}"));
     }
-    let ascii = if trimmed.is_ascii() {
-        trimmed.to_ascii_lowercase()
+    let ascii: Cow<'_, str> = if !trimmed.is_ascii() {
+        let converted = idna::domain_to_ascii(trimmed)
+            .map_err(|_| format!("invalid internationalised name {raw:?}"))?;
+        Cow::Owned(converted)
+    } else if trimmed.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
     } else {
-        idna::domain_to_ascii(trimmed)
-            .map_err(|_| format!("invalid internationalised name {raw:?}"))?
+        Cow::Borrowed(trimmed)
     };
 
     if ascii.len() > MAX_NAME {

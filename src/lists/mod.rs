@@ -4,9 +4,13 @@
 //! error, while a bad line is counted, reported with its line number and skipped.
 
 pub mod domain;
+pub mod names;
 pub mod plain;
 
+pub use names::Names;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A line of a list that was not used, and why.
@@ -19,7 +23,8 @@ pub struct SkippedLine {
 /// The names a list's text holds.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedList {
-    pub names: Vec<String>,
+    /// Shared with the policy's index, which points into it.
+    pub names: Arc<Names>,
     pub skipped: Vec<SkippedLine>,
     /// Lines read, counting blank and comment lines.
     pub lines: usize,

@@ -2,7 +2,9 @@
 //! names, with `#` comments.
 
 use super::domain::normalize;
-use super::{ParsedList, SkippedLine};
+use std::sync::Arc;
+
+use super::{Names, ParsedList, SkippedLine};
 
 /// Names that hosts files carry for the machine itself, never as indicators.
 const HOSTS_BOILERPLATE: &[&str] = &[
@@ -22,7 +24,10 @@ const HOSTS_BOILERPLATE: &[&str] = &[
 
 /// Parses the text of a list. Bad lines are skipped and reported; good lines all apply.
 pub fn parse(bytes: &[u8]) -> ParsedList {
-    let mut list = ParsedList::default();
+    let mut list = Collector {
+        names: Names::with_capacity(bytes.len()),
+        ..Collector::default()
+    };
     // A final newline ends the last line; it does not start another.
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     for (index, raw) in bytes.split(|&byte| byte == b'\n').enumerate() {
@@ -34,10 +39,23 @@ pub fn parse(bytes: &[u8]) -> ParsedList {
         list.lines = line;
         parse_line(text, line, &mut list);
     }
-    list
+    list.names.shrink_to_fit();
+    ParsedList {
+        names: Arc::new(list.names),
+        skipped: list.skipped,
+        lines: list.lines,
+    }
 }
 
-fn parse_line(text: &str, line: usize, list: &mut ParsedList) {
+/// A list while it is being read.
+#[derive(Default)]
+struct Collector {
+    names: Names,
+    skipped: Vec<SkippedLine>,
+    lines: usize,
+}
+
+fn parse_line(text: &str, line: usize, list: &mut Collector) {
     let content = text.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
         return;
@@ -74,10 +92,10 @@ fn parse_line(text: &str, line: usize, list: &mut ParsedList) {
     list.add(first, line);
 }
 
-impl ParsedList {
+impl Collector {
     fn add(&mut self, raw: &str, line: usize) {
         match normalize(raw) {
-            Ok(name) => self.names.push(name),
+            Ok(name) => self.names.push(&name),
             Err(reason) => self.skip(line, reason),
         }
     }
@@ -90,11 +108,16 @@ impl ParsedList {
 #[cfg(test)]
 mod tests {
     use super::parse;
+    use crate::lists::ParsedList;
+
+    fn names(list: &ParsedList) -> Vec<&str> {
+        list.names.iter().collect()
+    }
 
     #[test]
     fn reads_domains_and_comments() {
         let list = parse(b"# Remus C2\nPosdTeu.shop\n\n  mathlah.com.  # trailing\r\n");
-        assert_eq!(list.names, ["posdteu.shop", "mathlah.com"]);
+        assert_eq!(names(&list), ["posdteu.shop", "mathlah.com"]);
         assert!(list.skipped.is_empty());
         assert_eq!(list.lines, 4);
     }
@@ -103,14 +126,14 @@ mod tests {
     fn reads_hosts_lines_with_tabs_and_aliases() {
         let text = b"127.0.0.1\tlocalhost\n0.0.0.0 a.test b.test\n::1 c.test\n127.0.0.1\tD.test\n";
         let list = parse(text);
-        assert_eq!(list.names, ["a.test", "b.test", "c.test", "d.test"]);
+        assert_eq!(names(&list), ["a.test", "b.test", "c.test", "d.test"]);
         assert!(list.skipped.is_empty());
     }
 
     #[test]
     fn bad_lines_are_skipped_with_line_and_reason() {
         let list = parse(b"good.test\nbad name here\n0.0.0.0\nx..y\n\xff\xfe\nok.test\n");
-        assert_eq!(list.names, ["good.test", "ok.test"]);
+        assert_eq!(names(&list), ["good.test", "ok.test"]);
         let lines: Vec<usize> = list.skipped.iter().map(|s| s.line).collect();
         assert_eq!(lines, [2, 3, 4, 5]);
         assert!(list.skipped[0].reason.contains("one domain per line"));

@@ -1,17 +1,19 @@
 //! A compact, immutable set of domains that answers "which listed domain is this name or one of
 //! its parents?" in a few hash probes.
 //!
-//! Every listed name lives once in a byte arena. A table of slots sorted by the name's 64-bit
-//! hash points into it, and a directory indexed by the hash's top bits finds a name's slots in
-//! one step. A lookup hashes each suffix of the query name (longest first) and compares bytes
-//! only on a hash hit, so its cost depends on the query's label count, not on how many names
-//! or lists are loaded.
+//! The names stay where the lists keep them (see [`Names`]); the index adds one 16-byte slot
+//! per name, sorted by the name's 64-bit hash, and a directory indexed by the hash's top bits
+//! that finds a name's slots in one step. A lookup hashes each suffix of the query name
+//! (longest first) and compares bytes only on a hash hit, so its cost depends on the query's
+//! label count, not on how many names or lists are loaded.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
 use crate::dns::name::QueryName;
+use crate::lists::Names;
 
 /// Fixed seed: the index is rebuilt on every load, so only speed matters, not secrecy; a
 /// query cannot steer a name into a slow path because each directory bucket is short.
@@ -24,67 +26,64 @@ fn hash(name: &[u8]) -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     hash: u64,
-    /// Start of the name in the arena; the byte before it holds the name's length.
-    start: u32,
-    value: u32,
+    /// Which of the index's name lists holds the name.
+    list: u32,
+    /// The name's position in that list.
+    entry: u32,
 }
 
-/// Collects names, then builds a [`DomainIndex`].
+/// Collects name lists, then builds a [`DomainIndex`].
 #[derive(Debug, Default)]
 pub struct DomainIndexBuilder {
     slots: Vec<Slot>,
-    arena: Vec<u8>,
+    lists: Vec<Arc<Names>>,
 }
 
 impl DomainIndexBuilder {
     pub fn with_capacity(names: usize) -> Self {
         Self {
             slots: Vec::with_capacity(names),
-            arena: Vec::with_capacity(names * 20),
+            lists: Vec::new(),
         }
     }
 
-    /// Adds a normalised name (lower case, no trailing dot) with its value. When a name is
-    /// added twice, the first value wins.
-    pub fn insert(&mut self, name: &str, value: u32) {
-        let bytes = name.as_bytes();
-        let Ok(len) = u8::try_from(bytes.len()) else {
-            return;
-        };
-        self.arena.push(len);
-        let start = self.arena.len() as u32;
-        self.arena.extend_from_slice(bytes);
-        self.slots.push(Slot {
-            hash: hash(bytes),
-            start,
-            value,
+    /// Adds every name of a list; lookups report the list by the order it was added in
+    /// (0 for the first). When a name is in several lists, the first list wins.
+    pub fn add_list(&mut self, names: Arc<Names>) {
+        let list = self.lists.len() as u32;
+        let slots = names.iter().enumerate().map(|(entry, name)| Slot {
+            hash: hash(name.as_bytes()),
+            list,
+            entry: entry as u32,
         });
+        self.slots.extend(slots);
+        self.lists.push(names);
     }
 
-    pub fn build(mut self) -> DomainIndex {
-        // A stable sort keeps insertion order among equal hashes, so the first value wins.
-        self.slots.sort_by_key(|slot| slot.hash);
-        let arena = self.arena;
-        let name_of = |slot: &Slot| name_at(&arena, slot.start);
-        let mut slots: Vec<Slot> = Vec::with_capacity(self.slots.len());
-        for slot in self.slots {
-            let duplicate = slots
+    pub fn build(self) -> DomainIndex {
+        let Self { mut slots, lists } = self;
+        // A stable sort keeps insertion order among equal hashes, so the first list wins.
+        slots.sort_by_key(|slot| slot.hash);
+        let name_of = |slot: &Slot| lists[slot.list as usize].get(slot.entry as usize);
+        let mut kept: Vec<Slot> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let duplicate = kept
                 .iter()
                 .rev()
-                .take_while(|kept| kept.hash == slot.hash)
-                .any(|kept| name_of(kept) == name_of(&slot));
+                .take_while(|earlier| earlier.hash == slot.hash)
+                .any(|earlier| name_of(earlier) == name_of(&slot));
             if !duplicate {
-                slots.push(slot);
+                kept.push(slot);
             }
         }
-        slots.shrink_to_fit();
+        kept.shrink_to_fit();
 
-        let bits = directory_bits(slots.len());
+        let bits = directory_bits(kept.len());
         let shift = 64 - bits;
         let mut directory = vec![0u32; (1usize << bits) + 1];
         let mut next = 0usize;
         for (bucket, entry) in directory.iter_mut().enumerate() {
-            while next < slots.len() && ((slots[next].hash >> shift) as usize) < bucket {
+            while next < kept.len() && ((kept[next].hash >> shift) as usize) < bucket {
                 next += 1;
             }
             *entry = next as u32;
@@ -93,8 +92,8 @@ impl DomainIndexBuilder {
         DomainIndex {
             directory,
             shift,
-            slots,
-            arena,
+            slots: kept,
+            lists,
         }
     }
 }
@@ -105,19 +104,15 @@ fn directory_bits(names: usize) -> u32 {
     wanted.clamp(4, 26)
 }
 
-fn name_at(arena: &[u8], start: u32) -> &[u8] {
-    let start = start as usize;
-    let len = usize::from(arena[start - 1]);
-    &arena[start..start + len]
-}
-
 /// A listed domain that matched a query name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexHit<'a> {
     /// The listed domain, as stored.
     pub domain: &'a [u8],
-    /// The value stored with it.
-    pub value: u32,
+    /// The list that holds it, by the order lists were added.
+    pub list: u32,
+    /// Its position in that list.
+    pub entry: u32,
     /// The label of the query name where the listed domain starts (0: the name itself).
     pub label: usize,
 }
@@ -128,7 +123,7 @@ pub struct DomainIndex {
     directory: Vec<u32>,
     shift: u32,
     slots: Vec<Slot>,
-    arena: Vec<u8>,
+    lists: Vec<Arc<Names>>,
 }
 
 impl DomainIndex {
@@ -136,6 +131,7 @@ impl DomainIndex {
         DomainIndexBuilder::default().build()
     }
 
+    /// Distinct names held.
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -149,17 +145,12 @@ impl DomainIndex {
         if self.slots.is_empty() {
             return None;
         }
-        name.suffixes().find_map(|(label, suffix)| {
-            self.get(suffix).map(|(domain, value)| IndexHit {
-                domain,
-                value,
-                label,
-            })
-        })
+        name.suffixes()
+            .find_map(|(label, suffix)| self.get(suffix).map(|hit| IndexHit { label, ..hit }))
     }
 
-    /// The exact name, if it is listed.
-    pub fn get(&self, name: &[u8]) -> Option<(&[u8], u32)> {
+    /// The exact name, if it is listed (`label` of the hit is 0).
+    pub fn get(&self, name: &[u8]) -> Option<IndexHit<'_>> {
         let hash = hash(name);
         let bucket = (hash >> self.shift) as usize;
         let first = self.directory[bucket] as usize;
@@ -167,15 +158,23 @@ impl DomainIndex {
         self.slots[first..last]
             .iter()
             .filter(|slot| slot.hash == hash)
-            .map(|slot| (name_at(&self.arena, slot.start), slot.value))
-            .find(|(listed, _)| *listed == name)
+            .find_map(|slot| {
+                let listed = self.lists[slot.list as usize]
+                    .get(slot.entry as usize)
+                    .as_bytes();
+                (listed == name).then_some(IndexHit {
+                    domain: listed,
+                    list: slot.list,
+                    entry: slot.entry,
+                    label: 0,
+                })
+            })
     }
 
-    /// Heap bytes held by the index.
+    /// Heap bytes held by the index and the name lists it points into.
     pub fn heap_bytes(&self) -> usize {
-        self.directory.capacity() * 4
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.arena.capacity()
+        let names: usize = self.lists.iter().map(|names| names.heap_bytes()).sum();
+        self.directory.capacity() * 4 + self.slots.capacity() * std::mem::size_of::<Slot>() + names
     }
 }
 
@@ -183,10 +182,11 @@ impl DomainIndex {
 mod tests {
     use super::*;
 
+    /// One list per name, so a hit's list number is the name's position.
     fn index(names: &[&str]) -> DomainIndex {
         let mut builder = DomainIndexBuilder::default();
-        for (value, name) in names.iter().enumerate() {
-            builder.insert(name, value as u32);
+        for name in names {
+            builder.add_list(Arc::new(std::iter::once(*name).collect()));
         }
         builder.build()
     }
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(lookup(&index, "posdteu.shop").unwrap().label, 0);
         let hit = lookup(&index, "A.B.Mathlah.COM.").unwrap();
         assert_eq!(
-            (hit.domain, hit.value, hit.label),
+            (hit.domain, hit.list, hit.label),
             (&b"mathlah.com"[..], 1, 2)
         );
         assert!(lookup(&index, "notmathlah.com").is_none());
@@ -212,27 +212,30 @@ mod tests {
     #[test]
     fn most_specific_domain_wins() {
         let index = index(&["example.com", "ads.example.com"]);
-        assert_eq!(lookup(&index, "x.ads.example.com").unwrap().value, 1);
-        assert_eq!(lookup(&index, "www.example.com").unwrap().value, 0);
+        assert_eq!(lookup(&index, "x.ads.example.com").unwrap().list, 1);
+        assert_eq!(lookup(&index, "www.example.com").unwrap().list, 0);
     }
 
     #[test]
     fn first_insert_of_a_duplicate_wins() {
         let index = index(&["dup.test", "other.test", "dup.test"]);
         assert_eq!(index.len(), 2);
-        assert_eq!(lookup(&index, "dup.test").unwrap().value, 0);
+        assert_eq!(lookup(&index, "dup.test").unwrap().list, 0);
     }
 
     #[test]
     fn large_index_finds_every_name() {
-        let names: Vec<String> = (0..50_000)
+        let text: Vec<String> = (0..50_000)
             .map(|i| format!("n{i}.example{}.net", i % 97))
             .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let index = index(&refs);
-        assert_eq!(index.len(), names.len());
-        for (value, name) in names.iter().enumerate().step_by(997) {
-            assert_eq!(lookup(&index, name).unwrap().value, value as u32);
+        let names: Names = text.iter().map(String::as_str).collect();
+        let mut builder = DomainIndexBuilder::default();
+        builder.add_list(Arc::new(names));
+        let index = builder.build();
+        assert_eq!(index.len(), text.len());
+        for (entry, name) in text.iter().enumerate().step_by(997) {
+            let hit = lookup(&index, name).unwrap();
+            assert_eq!((hit.list, hit.entry), (0, entry as u32));
         }
         assert!(lookup(&index, "n1.example2.net").is_none());
     }

@@ -125,12 +125,8 @@ impl Policy {
 
         let mut builder = DomainIndexBuilder::with_capacity(names(block_lists));
         let mut blocklists = Vec::with_capacity(block_lists.len());
-        for (value, (list, loaded)) in config.blocklists.iter().zip(block_lists).enumerate() {
-            loaded
-                .parsed
-                .names
-                .iter()
-                .for_each(|name| builder.insert(name, value as u32));
+        for (list, loaded) in config.blocklists.iter().zip(block_lists) {
+            builder.add_list(loaded.parsed.names.clone());
             blocklists.push(Arc::new(Blocklist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
@@ -156,12 +152,8 @@ impl Policy {
 
         let mut builder = DomainIndexBuilder::with_capacity(names(allow_lists));
         let mut allowlists = Vec::with_capacity(allow_lists.len());
-        for (value, (list, loaded)) in config.allowlists.iter().zip(allow_lists).enumerate() {
-            loaded
-                .parsed
-                .names
-                .iter()
-                .for_each(|name| builder.insert(name, value as u32));
+        for (list, loaded) in config.allowlists.iter().zip(allow_lists) {
+            builder.add_list(loaded.parsed.names.clone());
             allowlists.push(Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
@@ -213,7 +205,7 @@ impl Policy {
             return Decision::Except { exception, blocked };
         }
         if let Some(hit) = allowed {
-            let allowlist = &self.allowlists[hit.value as usize].name;
+            let allowlist = &self.allowlists[hit.list as usize].name;
             let exception = Exception::Name {
                 allowlist,
                 domain: hit.domain,
@@ -238,7 +230,7 @@ impl Policy {
         self.blocked
             .lookup(name)
             .map(|hit: IndexHit<'_>| BlockMatch {
-                list: &self.blocklists[hit.value as usize],
+                list: &self.blocklists[hit.list as usize],
                 domain: hit.domain,
                 label: hit.label,
             })
@@ -265,7 +257,7 @@ impl Policy {
         self.blocked.len()
     }
 
-    /// Heap bytes held by the two name indexes.
+    /// Heap bytes held by the two name indexes, the names included.
     pub fn index_bytes(&self) -> usize {
         self.blocked.heap_bytes() + self.allowed.heap_bytes()
     }
@@ -288,7 +280,7 @@ mod tests {
 
     fn list(names: &[&str]) -> Arc<LoadedList> {
         let parsed = ParsedList {
-            names: names.iter().map(|name| name.to_string()).collect(),
+            names: Arc::new(names.iter().copied().collect()),
             ..ParsedList::default()
         };
         Arc::new(LoadedList {
