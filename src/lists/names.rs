@@ -52,6 +52,18 @@ impl Names {
         (0..self.len()).map(|index| self.get(index))
     }
 
+    /// Every name with the offset where it starts in the text.
+    pub fn spans(&self) -> impl Iterator<Item = (u32, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.iter())
+    }
+
+    /// The text of `len` bytes at `offset`, as [`Names::spans`] gave it.
+    pub fn span(&self, offset: u32, len: usize) -> &str {
+        let start = offset as usize;
+        &self.text[start..start + len]
+    }
+
     /// Gives back the spare capacity left from loading.
     pub fn shrink_to_fit(&mut self) {
         self.text.shrink_to_fit();

@@ -2,10 +2,13 @@
 //! its parents?" in a few hash probes.
 //!
 //! The names stay where the lists keep them (see [`Names`]); the index adds one 16-byte slot
-//! per name, sorted by the name's 64-bit hash, and a directory indexed by the hash's top bits
-//! that finds a name's slots in one step. A lookup hashes each suffix of the query name
-//! (longest first) and compares bytes only on a hash hit, so its cost depends on the query's
-//! label count, not on how many names or lists are loaded.
+//! per name in a table about a quarter larger than the name count. A name's home in the table
+//! is its 64-bit hash scaled to the table's size, and the slots are laid out in hash order,
+//! each at its home or just after the slot before it. A probe therefore starts at the home
+//! and reads forward only past smaller hashes: usually one cache line, and a second memory
+//! read (the name's text) only when the hash matches. A lookup probes each suffix of the
+//! query name (longest first), so its cost depends on the query's label count, not on how
+//! many names or lists are loaded.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -16,8 +19,11 @@ use crate::dns::name::QueryName;
 use crate::lists::Names;
 
 /// Fixed seed: the index is rebuilt on every load, so only speed matters, not secrecy; a
-/// query cannot steer a name into a slow path because each directory bucket is short.
+/// query cannot steer a name into a slow path because a run of slots stays short.
 const HASH_SEED: u64 = 0x5eed_51c4_a11d_0dd5;
+
+/// Table slots per name, as a ratio: 5 slots for 4 names keeps runs short.
+const SLOTS_PER_NAME: (usize, usize) = (5, 4);
 
 fn hash(name: &[u8]) -> u64 {
     FixedState::with_seed(HASH_SEED).hash_one(name)
@@ -26,11 +32,20 @@ fn hash(name: &[u8]) -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     hash: u64,
-    /// Which of the index's name lists holds the name.
-    list: u32,
-    /// The name's position in that list.
-    entry: u32,
+    /// Where the name starts in its list's text.
+    offset: u32,
+    /// Which of the index's name lists holds the name; `EMPTY` for a free slot.
+    list: u16,
+    len: u8,
 }
+
+const EMPTY: u16 = u16::MAX;
+const FREE: Slot = Slot {
+    hash: 0,
+    offset: 0,
+    list: EMPTY,
+    len: 0,
+};
 
 /// Collects name lists, then builds a [`DomainIndex`].
 #[derive(Debug, Default)]
@@ -48,13 +63,18 @@ impl DomainIndexBuilder {
     }
 
     /// Adds every name of a list; lookups report the list by the order it was added in
-    /// (0 for the first). When a name is in several lists, the first list wins.
+    /// (0 for the first). When a name is in several lists, the first list wins. Lists after
+    /// the 65535th are not indexed.
     pub fn add_list(&mut self, names: Arc<Names>) {
-        let list = self.lists.len() as u32;
-        let slots = names.iter().enumerate().map(|(entry, name)| Slot {
+        let list = match u16::try_from(self.lists.len()) {
+            Ok(list) if list != EMPTY => list,
+            _ => return,
+        };
+        let slots = names.spans().map(|(offset, name)| Slot {
             hash: hash(name.as_bytes()),
+            offset,
             list,
-            entry: entry as u32,
+            len: name.len() as u8,
         });
         self.slots.extend(slots);
         self.lists.push(names);
@@ -64,44 +84,51 @@ impl DomainIndexBuilder {
         let Self { mut slots, lists } = self;
         // A stable sort keeps insertion order among equal hashes, so the first list wins.
         slots.sort_by_key(|slot| slot.hash);
-        let name_of = |slot: &Slot| lists[slot.list as usize].get(slot.entry as usize);
+        let text = |slot: &Slot| text_of(&lists, slot);
         let mut kept: Vec<Slot> = Vec::with_capacity(slots.len());
         for slot in slots {
             let duplicate = kept
                 .iter()
                 .rev()
                 .take_while(|earlier| earlier.hash == slot.hash)
-                .any(|earlier| name_of(earlier) == name_of(&slot));
+                .any(|earlier| text(earlier) == text(&slot));
             if !duplicate {
                 kept.push(slot);
             }
         }
-        kept.shrink_to_fit();
 
-        let bits = directory_bits(kept.len());
-        let shift = 64 - bits;
-        let mut directory = vec![0u32; (1usize << bits) + 1];
+        let names = kept.len();
+        let homes = (names * SLOTS_PER_NAME.0 / SLOTS_PER_NAME.1).max(1);
+        let mut table = vec![FREE; homes];
         let mut next = 0usize;
-        for (bucket, entry) in directory.iter_mut().enumerate() {
-            while next < kept.len() && ((kept[next].hash >> shift) as usize) < bucket {
-                next += 1;
+        for slot in kept {
+            let at = home(slot.hash, homes).max(next);
+            if at < table.len() {
+                table[at] = slot;
+            } else {
+                table.push(slot);
             }
-            *entry = next as u32;
+            next = at + 1;
         }
-
+        table.shrink_to_fit();
         DomainIndex {
-            directory,
-            shift,
-            slots: kept,
+            table,
+            homes,
+            names,
             lists,
         }
     }
 }
 
-/// A directory of about one bucket per name, between 16 and 2^26 buckets.
-fn directory_bits(names: usize) -> u32 {
-    let wanted = names.max(16).next_power_of_two().trailing_zeros();
-    wanted.clamp(4, 26)
+/// The hash scaled to `0..homes`; it grows with the hash, so the table stays in hash order.
+fn home(hash: u64, homes: usize) -> usize {
+    ((u128::from(hash) * homes as u128) >> 64) as usize
+}
+
+fn text_of<'a>(lists: &'a [Arc<Names>], slot: &Slot) -> &'a [u8] {
+    lists[usize::from(slot.list)]
+        .span(slot.offset, usize::from(slot.len))
+        .as_bytes()
 }
 
 /// A listed domain that matched a query name.
@@ -111,8 +138,6 @@ pub struct IndexHit<'a> {
     pub domain: &'a [u8],
     /// The list that holds it, by the order lists were added.
     pub list: u32,
-    /// Its position in that list.
-    pub entry: u32,
     /// The label of the query name where the listed domain starts (0: the name itself).
     pub label: usize,
 }
@@ -120,9 +145,11 @@ pub struct IndexHit<'a> {
 /// An immutable set of domains; see the module documentation.
 #[derive(Debug)]
 pub struct DomainIndex {
-    directory: Vec<u32>,
-    shift: u32,
-    slots: Vec<Slot>,
+    table: Vec<Slot>,
+    /// Home positions: the table's length before any run spilled past its end.
+    homes: usize,
+    /// Distinct names held.
+    names: usize,
     lists: Vec<Arc<Names>>,
 }
 
@@ -133,16 +160,16 @@ impl DomainIndex {
 
     /// Distinct names held.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.names
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.names == 0
     }
 
     /// The most specific listed domain that is `name` or one of its parents.
     pub fn lookup(&self, name: &QueryName) -> Option<IndexHit<'_>> {
-        if self.slots.is_empty() {
+        if self.is_empty() {
             return None;
         }
         name.suffixes()
@@ -152,29 +179,28 @@ impl DomainIndex {
     /// The exact name, if it is listed (`label` of the hit is 0).
     pub fn get(&self, name: &[u8]) -> Option<IndexHit<'_>> {
         let hash = hash(name);
-        let bucket = (hash >> self.shift) as usize;
-        let first = self.directory[bucket] as usize;
-        let last = self.directory[bucket + 1] as usize;
-        self.slots[first..last]
-            .iter()
-            .filter(|slot| slot.hash == hash)
-            .find_map(|slot| {
-                let listed = self.lists[slot.list as usize]
-                    .get(slot.entry as usize)
-                    .as_bytes();
-                (listed == name).then_some(IndexHit {
-                    domain: listed,
-                    list: slot.list,
-                    entry: slot.entry,
-                    label: 0,
-                })
-            })
+        for slot in &self.table[home(hash, self.homes)..] {
+            if slot.list == EMPTY || slot.hash > hash {
+                return None;
+            }
+            if slot.hash == hash && usize::from(slot.len) == name.len() {
+                let listed = text_of(&self.lists, slot);
+                if listed == name {
+                    return Some(IndexHit {
+                        domain: listed,
+                        list: u32::from(slot.list),
+                        label: 0,
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Heap bytes held by the index and the name lists it points into.
     pub fn heap_bytes(&self) -> usize {
         let names: usize = self.lists.iter().map(|names| names.heap_bytes()).sum();
-        self.directory.capacity() * 4 + self.slots.capacity() * std::mem::size_of::<Slot>() + names
+        self.table.capacity() * std::mem::size_of::<Slot>() + names
     }
 }
 
@@ -233,9 +259,9 @@ mod tests {
         builder.add_list(Arc::new(names));
         let index = builder.build();
         assert_eq!(index.len(), text.len());
-        for (entry, name) in text.iter().enumerate().step_by(997) {
+        for name in text.iter().step_by(997) {
             let hit = lookup(&index, name).unwrap();
-            assert_eq!((hit.list, hit.entry), (0, entry as u32));
+            assert_eq!((hit.list, hit.domain), (0, name.as_bytes()));
         }
         assert!(lookup(&index, "n1.example2.net").is_none());
     }
