@@ -188,7 +188,7 @@ impl Handler {
 
         let policy = self.policy.load();
         let chain = cname_chain(&message, &upstream_query.name);
-        let facts = self.store(&query, &message, chain, out);
+        let facts = self.store(&query, message, chain, out);
         if pending.check_chain
             && let Some((found, link)) = chain_match(&policy, &facts.chain)
         {
@@ -209,7 +209,7 @@ impl Handler {
     fn store(
         &self,
         query: &Query<'_>,
-        upstream: &Message,
+        upstream: Message,
         chain: Vec<QueryName>,
         out: &mut Vec<u8>,
     ) -> Facts {
@@ -414,7 +414,7 @@ fn cname_chain(message: &Message, qname: &Name) -> Vec<QueryName> {
 }
 
 /// The response to the client: its ID, question and flags, the upstream's records and rcode.
-fn client_response(query: &Query<'_>, upstream: &Message) -> Message {
+fn client_response(query: &Query<'_>, mut upstream: Message) -> Message {
     let mut response = Message::new(query.id, MessageType::Response, OpCode::Query);
     let metadata = &mut response.metadata;
     metadata.recursion_desired = query.recursion_desired();
@@ -429,9 +429,9 @@ fn client_response(query: &Query<'_>, upstream: &Message) -> Message {
         wire_name(query.question),
         RecordType::from(query.qtype),
     ));
-    response.answers = upstream.answers.clone();
-    response.authorities = upstream.authorities.clone();
-    response.additionals = upstream.additionals.clone();
+    response.answers = std::mem::take(&mut upstream.answers);
+    response.authorities = std::mem::take(&mut upstream.authorities);
+    response.additionals = std::mem::take(&mut upstream.additionals);
     if let Some(edns) = query.edns {
         let mut ours = hickory_proto::op::Edns::new();
         ours.set_max_payload(ADVERTISED_UDP_SIZE)
