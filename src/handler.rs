@@ -264,22 +264,11 @@ impl Handler {
         chain: Vec<String>,
         sent: Sent,
     ) {
-        self.events.emit(QueryEvent {
-            time: SystemTime::now(),
-            client: client.addr,
-            server: client.server,
-            transport: client.transport,
-            id: query.id,
-            name: query.name.to_text(),
-            qtype: query.qtype,
-            rcode: sent.rcode as u16,
-            response: sent.address,
-            list: found.list.clone(),
-            domain: found.domain_text(),
-            chain,
-            outcome: Outcome::Blocked,
-            upstream_ms: None,
-        });
+        let mut event = query_event(query, client, found.list.clone(), found.domain_text());
+        event.rcode = sent.rcode as u16;
+        event.response = sent.address;
+        event.chain = chain;
+        self.events.emit(event);
     }
 
     fn emit_exception(
@@ -290,29 +279,45 @@ impl Handler {
         facts: &Facts,
         upstream_ms: Option<u64>,
     ) {
-        self.events.emit(QueryEvent {
-            time: SystemTime::now(),
-            client: client.addr,
-            server: client.server,
-            transport: client.transport,
-            id: query.id,
-            name: query.name.to_text(),
-            qtype: query.qtype,
-            rcode: facts.rcode,
-            response: facts.first_address,
-            list: exception.list,
-            domain: exception.domain,
-            chain: Vec::new(),
-            outcome: Outcome::Allowed {
-                original_action: exception.original_action,
-                reason: exception.reason,
-            },
-            upstream_ms,
-        });
+        let mut event = query_event(query, client, exception.list, exception.domain);
+        event.rcode = facts.rcode;
+        event.response = facts.first_address;
+        event.outcome = Outcome::Allowed {
+            original_action: exception.original_action,
+            reason: exception.reason,
+        };
+        event.upstream_ms = upstream_ms;
+        self.events.emit(event);
     }
 
     pub fn cache(&self) -> &AnswerCache {
         &self.cache
+    }
+}
+
+/// An event for `query` and the blocklist entry it matched, as a block that answered
+/// NOERROR; callers set what differs.
+fn query_event(
+    query: &Query<'_>,
+    client: &Client,
+    list: Arc<crate::policy::Blocklist>,
+    domain: String,
+) -> QueryEvent {
+    QueryEvent {
+        time: SystemTime::now(),
+        client: client.addr,
+        server: client.server,
+        transport: client.transport,
+        id: query.id,
+        name: query.name.to_text(),
+        qtype: query.qtype,
+        rcode: 0,
+        response: None,
+        list,
+        domain,
+        chain: Vec::new(),
+        outcome: Outcome::Blocked,
+        upstream_ms: None,
     }
 }
 

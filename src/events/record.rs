@@ -94,23 +94,27 @@ impl QueryEvent {
     /// Written by hand rather than through a serialiser: the event writer formats every
     /// sinkholed query, and this way no field needs an allocation of its own.
     pub fn write_json(&self, device: &Device, out: &mut String) {
-        let metadata = &self.list.metadata;
-        let (action, original, severity, reason) = match &self.outcome {
+        let mut json = JsonObject::open(out);
+        self.write_event_fields(device, &mut json);
+        self.write_network_fields(&mut json);
+        self.write_dns_fields(&mut json);
+        self.write_threat_fields(&mut json);
+        json.close();
+    }
+
+    /// The common ASIM fields and the device's.
+    fn write_event_fields(&self, device: &Device, json: &mut JsonObject<'_>) {
+        let (action, original, severity) = match &self.outcome {
             Outcome::Blocked => (
                 "Blocked",
                 self.list.action.name(),
-                severity(metadata.confidence),
-                None,
+                severity(self.list.metadata.confidence),
             ),
             Outcome::Allowed {
-                original_action,
-                reason,
-            } => ("Allowed", *original_action, "Low", Some(reason.as_str())),
+                original_action, ..
+            } => ("Allowed", *original_action, "Low"),
         };
         let time = rfc3339_millis(self.time);
-        let client = plain_ip(self.client.ip());
-
-        let mut json = JsonObject::open(out);
         json.text("TimeGenerated", &time);
         json.number("EventCount", 1);
         json.text("EventStartTime", &time);
@@ -136,15 +140,20 @@ impl QueryEvent {
         json.text("DvcHostname", &device.hostname);
         json.text("DvcAction", action);
         json.text("DvcOriginalAction", original);
+    }
+
+    fn write_network_fields(&self, json: &mut JsonObject<'_>) {
+        let client = plain_ip(self.client.ip());
         json.display("SrcIpAddr", client);
         json.number("SrcPortNumber", u64::from(self.client.port()));
         json.display("DstIpAddr", plain_ip(self.server.ip()));
         json.number("DstPortNumber", u64::from(self.server.port()));
         json.text("NetworkProtocol", self.transport.name());
-        json.text(
-            "NetworkProtocolVersion",
-            if client.is_ipv4() { "IPv4" } else { "IPv6" },
-        );
+        let version = if client.is_ipv4() { "IPv4" } else { "IPv6" };
+        json.text("NetworkProtocolVersion", version);
+    }
+
+    fn write_dns_fields(&self, json: &mut JsonObject<'_>) {
         json.text("DnsQuery", &self.name);
         json.number("DnsQueryType", u64::from(self.qtype));
         json.display(
@@ -161,6 +170,11 @@ impl QueryEvent {
         if let Some(ms) = self.upstream_ms {
             json.number("DnsNetworkDuration", ms);
         }
+    }
+
+    /// The rule and indicator fields, and the details ASIM has no field for.
+    fn write_threat_fields(&self, json: &mut JsonObject<'_>) {
+        let metadata = &self.list.metadata;
         json.text("RuleName", &self.list.name);
         json.text("ThreatField", "Domain");
         json.optional_text("ThreatName", metadata.family.as_deref());
@@ -179,9 +193,10 @@ impl QueryEvent {
             additional.texts("cname_chain", &self.chain);
             additional.text("matched_name", matched);
         }
-        additional.optional_text("allow_reason", reason);
+        if let Outcome::Allowed { reason, .. } = &self.outcome {
+            additional.text("allow_reason", reason);
+        }
         additional.close();
-        json.close();
     }
 
     /// The event as one line of JSON.

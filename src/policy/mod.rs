@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Action, Config};
+use crate::config::{Action, BlocklistConfig, Config};
 use crate::dns::name::QueryName;
 use crate::lists::LoadedList;
 use index::{DomainIndex, DomainIndexBuilder, IndexHit};
@@ -41,6 +41,29 @@ pub struct Blocklist {
     pub entries: usize,
     /// The Extended DNS Error text of its blocked answers.
     pub blocked_text: String,
+}
+
+impl Blocklist {
+    fn new(list: &BlocklistConfig, loaded: &LoadedList, config: &Config) -> Self {
+        let first_seen = list.first_seen.as_deref();
+        Self {
+            name: list.name.clone(),
+            path: loaded.path.clone(),
+            action: list.action,
+            ipv4: list.ipv4.unwrap_or(config.sinkhole.ipv4),
+            ipv6: list.ipv6.unwrap_or(config.sinkhole.ipv6),
+            ttl: list.ttl.unwrap_or(config.sinkhole.ttl),
+            metadata: IocMetadata {
+                source: list.source.clone(),
+                family: list.family.clone(),
+                threat_type: list.threat_type.clone(),
+                confidence: list.confidence,
+                first_seen: first_seen.and_then(crate::events::time::parse_date_or_time),
+            },
+            entries: loaded.parsed.names.len(),
+            blocked_text: format!("blocked by list {}", list.name),
+        }
+    }
 }
 
 /// A loaded allowlist.
@@ -119,49 +142,22 @@ impl Policy {
     /// each `[[blocklist]]` then each `[[allowlist]]`, in config order.
     pub fn build(config: &Config, lists: &[Arc<LoadedList>], version: u64) -> Self {
         let (block_lists, allow_lists) = lists.split_at(config.blocklists.len().min(lists.len()));
-        let names = |lists: &[Arc<LoadedList>]| -> usize {
-            lists.iter().map(|list| list.parsed.names.len()).sum()
-        };
-
-        let mut builder = DomainIndexBuilder::with_capacity(names(block_lists));
-        let mut blocklists = Vec::with_capacity(block_lists.len());
-        for (list, loaded) in config.blocklists.iter().zip(block_lists) {
-            builder.add_list(loaded.parsed.names.clone());
-            blocklists.push(Arc::new(Blocklist {
-                name: list.name.clone(),
-                path: loaded.path.clone(),
-                action: list.action,
-                ipv4: list.ipv4.unwrap_or(config.sinkhole.ipv4),
-                ipv6: list.ipv6.unwrap_or(config.sinkhole.ipv6),
-                ttl: list.ttl.unwrap_or(config.sinkhole.ttl),
-                metadata: IocMetadata {
-                    source: list.source.clone(),
-                    family: list.family.clone(),
-                    threat_type: list.threat_type.clone(),
-                    confidence: list.confidence,
-                    first_seen: list
-                        .first_seen
-                        .as_deref()
-                        .and_then(crate::events::time::parse_date_or_time),
-                },
-                entries: loaded.parsed.names.len(),
-                blocked_text: format!("blocked by list {}", list.name),
-            }));
-        }
-        let blocked = builder.build();
-
-        let mut builder = DomainIndexBuilder::with_capacity(names(allow_lists));
-        let mut allowlists = Vec::with_capacity(allow_lists.len());
-        for (list, loaded) in config.allowlists.iter().zip(allow_lists) {
-            builder.add_list(loaded.parsed.names.clone());
-            allowlists.push(Allowlist {
+        let blocklists: Vec<Arc<Blocklist>> = config
+            .blocklists
+            .iter()
+            .zip(block_lists)
+            .map(|(list, loaded)| Arc::new(Blocklist::new(list, loaded, config)))
+            .collect();
+        let allowlists = config
+            .allowlists
+            .iter()
+            .zip(allow_lists)
+            .map(|(list, loaded)| Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
                 entries: loaded.parsed.names.len(),
-            });
-        }
-        let allowed = builder.build();
-
+            })
+            .collect();
         let exemptions = config
             .exemptions
             .iter()
@@ -181,8 +177,8 @@ impl Policy {
             version,
             blocklists,
             allowlists,
-            blocked,
-            allowed,
+            blocked: index_of(block_lists),
+            allowed: index_of(allow_lists),
             exemptions,
             clients,
         }
@@ -261,6 +257,16 @@ impl Policy {
     pub fn index_bytes(&self) -> usize {
         self.blocked.heap_bytes() + self.allowed.heap_bytes()
     }
+}
+
+/// One index over the names of `lists`, reporting each list by its position.
+fn index_of(lists: &[Arc<LoadedList>]) -> DomainIndex {
+    let names = lists.iter().map(|list| list.parsed.names.len()).sum();
+    let mut builder = DomainIndexBuilder::with_capacity(names);
+    lists
+        .iter()
+        .for_each(|list| builder.add_list(list.parsed.names.clone()));
+    builder.build()
 }
 
 /// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; match them as IPv4.

@@ -15,6 +15,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The standard output of a command that must have exited 0.
+fn succeeded(output: &Output) -> String {
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    stdout
+}
+
 fn standard() -> Setup {
     Setup::standard("127.0.0.1:53".parse().unwrap())
 }
@@ -24,13 +32,7 @@ fn validate_prints_counts_per_list() {
     let setup = standard();
     let config = setup.config_path();
     let output = sinkhole(&["validate", "--config", config.to_str().unwrap()]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(stdout.contains("blocklist threatfox-remus:"), "{stdout}");
     assert!(stdout.contains("4 names, 0 skipped lines"), "{stdout}");
     assert!(stdout.contains("allowlist microsoft-update:"), "{stdout}");
@@ -146,13 +148,7 @@ fn the_default_config_validates() {
         "--config",
         &format!("{root}/config/sinkhole.toml"),
     ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(stdout.contains("blocklist threatfox-remus:"));
     assert!(stdout.contains("4 names"));
 }

@@ -73,7 +73,6 @@ async fn tcp_answers_match_udp_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_connection_carries_several_queries() {
-    use tokio::io::AsyncWriteExt;
     let upstream = Upstream::start().await;
     let sinkhole = Setup::standard(upstream.addr).start();
     let mut stream = tokio::net::TcpStream::connect(sinkhole.addr).await.unwrap();
@@ -82,12 +81,7 @@ async fn tcp_connection_carries_several_queries() {
         query("mathlah.com", RecordType::A),
     ];
     for message in &queries {
-        let bytes = message.to_vec().unwrap();
-        stream
-            .write_all(&(bytes.len() as u16).to_be_bytes())
-            .await
-            .unwrap();
-        stream.write_all(&bytes).await.unwrap();
+        crate::harness::write_tcp_message(&mut stream, message).await;
     }
     let mut ids = Vec::new();
     for _ in &queries {

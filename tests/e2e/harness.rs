@@ -310,13 +310,16 @@ pub async fn udp_raw(server: SocketAddr, packet: &[u8], from: &str) -> Option<Ve
 /// Sends one message over a new TCP connection and decodes the answer.
 pub async fn tcp_query(server: SocketAddr, message: &Message) -> Message {
     let mut stream = TcpStream::connect(server).await.unwrap();
-    let bytes = message.to_vec().unwrap();
-    stream
-        .write_all(&(bytes.len() as u16).to_be_bytes())
-        .await
-        .unwrap();
-    stream.write_all(&bytes).await.unwrap();
+    write_tcp_message(&mut stream, message).await;
     read_tcp_message(&mut stream).await
+}
+
+/// Writes one message with its two-byte length (RFC 1035 §4.2.2).
+pub async fn write_tcp_message(stream: &mut TcpStream, message: &Message) {
+    let bytes = message.to_vec().unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.unwrap();
 }
 
 pub async fn read_tcp_message(stream: &mut TcpStream) -> Message {
