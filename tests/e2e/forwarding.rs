@@ -310,3 +310,75 @@ async fn lost_queries_are_sent_again_and_forged_answers_ignored() {
         );
     }
 }
+
+/// An upstream that answers every A query with 192.0.2.1 and records the source port of each.
+async fn port_recording_upstream() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u16>>>) {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::Record;
+    use hickory_proto::rr::rdata::A;
+
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let ports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ports.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(mut message) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            seen.lock().unwrap().push(peer.port());
+            message.metadata.message_type = MessageType::Response;
+            let name = message.queries[0].name().clone();
+            message.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 1))));
+            let _ = socket.send_to(&message.to_vec().unwrap(), peer).await;
+        }
+    });
+    (addr, ports)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_sockets_are_reused_and_replaced() {
+    use sinkhole::upstream::transport::{SOCKET_USES, SOCKETS};
+    let (upstream, ports) = port_recording_upstream().await;
+    let sinkhole = Setup::bare(vec![upstream], "").start();
+
+    let queries = SOCKETS * SOCKET_USES as usize + 200;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for batch in 0..queries / 100 {
+        for i in 0..100 {
+            let name = format!("q{batch}-{i}.ports.test");
+            socket
+                .send_to(
+                    &query(&name, RecordType::A).to_vec().unwrap(),
+                    sinkhole.addr,
+                )
+                .await
+                .unwrap();
+        }
+        for _ in 0..100 {
+            tokio::time::timeout(crate::harness::WAIT, socket.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    let ports = ports.lock().unwrap().clone();
+    assert_eq!(ports.len(), queries, "every query went upstream once");
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    assert!(
+        distinct.len() > SOCKETS,
+        "sockets were replaced: {} ports",
+        distinct.len()
+    );
+    assert!(
+        distinct.len() <= 2 * SOCKETS,
+        "sockets were reused: {} ports",
+        distinct.len()
+    );
+}
