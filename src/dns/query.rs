@@ -291,6 +291,37 @@ pub(crate) mod tests {
         assert!(matches!(parse(&packet), Err(Rejection::BadVersion { .. })));
     }
 
+    /// Mutated and truncated packets never panic the parser, and whatever it accepts gets a
+    /// local answer that decodes as a DNS message.
+    #[test]
+    fn mutated_packets_never_panic() {
+        use crate::dns::answer::{Rcode, write_error};
+        let seeds = [
+            query_packet("www.posdteu.shop", 1, Some((1232, 0, true))),
+            query_packet("a.b.c", 28, None),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out = Vec::new();
+        for round in 0..20_000 {
+            let mut packet = seeds[round % 2].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % packet.len();
+                packet[at] = next() as u8;
+            }
+            packet.truncate((next() as usize) % (packet.len() + 1));
+            if let Ok(query) = parse(&packet) {
+                write_error(&mut out, &query, Rcode::Refused, None);
+                hickory_proto::op::Message::from_vec(&out).expect("answer decodes");
+            }
+        }
+    }
+
     #[test]
     fn two_opt_records_are_a_format_error() {
         let mut packet = query_packet("a.b", 1, Some((1232, 0, false)));
