@@ -289,10 +289,6 @@ impl Handler {
         event.upstream_ms = upstream_ms;
         self.events.emit(event);
     }
-
-    pub fn cache(&self) -> &AnswerCache {
-        &self.cache
-    }
 }
 
 /// An event for `query` and the blocklist entry it matched, as a block that answered

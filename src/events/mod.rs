@@ -62,17 +62,12 @@ impl EventSink {
             }
         }
     }
-
-    pub fn counters(&self) -> &Arc<EventCounters> {
-        &self.counters
-    }
 }
 
 /// The writer thread; [`EventLog::close`] flushes every queued event and stops it.
 pub struct EventLog {
     sink: EventSink,
     thread: Option<JoinHandle<()>>,
-    path: PathBuf,
 }
 
 impl EventLog {
@@ -115,16 +110,11 @@ impl EventLog {
         Ok(Self {
             sink,
             thread: Some(thread),
-            path: path.to_owned(),
         })
     }
 
     pub fn sink(&self) -> EventSink {
         self.sink.clone()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Writes every event queued so far, then stops the writer. Waits at most `grace`.
@@ -214,12 +204,12 @@ impl Writer {
                     .fetch_add(*pending as u64, Ordering::Relaxed);
             }
             Err(error) => {
-                // The buffered lines are lost; BufWriter keeps what it could not write, so
-                // drop the buffer to start clean with the next event.
+                // The buffered lines are counted as lost, so they must not be written
+                // later: `into_parts` discards them where dropping the writer would retry.
                 let lost = *pending;
-                let file = self.out.get_ref().try_clone();
-                if let Ok(file) = file {
-                    self.out = BufWriter::with_capacity(64 * 1024, file);
+                if let Ok(file) = self.out.get_ref().try_clone() {
+                    let fresh = BufWriter::with_capacity(64 * 1024, file);
+                    let _discarded = std::mem::replace(&mut self.out, fresh).into_parts();
                 }
                 self.fail(&error, lost);
             }
@@ -263,5 +253,58 @@ impl Writer {
         }
         self.last_report = Some(now);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record::tests::{device, event};
+    use super::*;
+
+    fn log_events(path: &Path, count: usize) -> Arc<EventCounters> {
+        let log = EventLog::open(path, 16 * count, device()).unwrap();
+        let sink = log.sink();
+        (0..count).for_each(|_| sink.emit(event(Outcome::Blocked)));
+        let counters = sink.counters.clone();
+        log.close(Duration::from_secs(5));
+        counters
+    }
+
+    #[test]
+    fn close_writes_every_queued_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/events.ndjson");
+        let counters = log_events(&path, 500);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 500);
+        assert_eq!(counters.written.load(Ordering::Relaxed), 500);
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 0);
+    }
+
+    /// `/dev/full` fails every write with ENOSPC, as a full disk does.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_loses_events_and_counts_them() {
+        let counters = log_events(Path::new("/dev/full"), 300);
+        assert_eq!(counters.written.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 300);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("e.ndjson"), 1, device()).unwrap();
+        let sink = log.sink();
+        (0..10_000).for_each(|_| sink.emit(event(Outcome::Blocked)));
+        let dropped = sink.counters.dropped.load(Ordering::Relaxed);
+        let counters = sink.counters.clone();
+        log.close(Duration::from_secs(5));
+        assert!(dropped > 0, "a queue of one cannot hold 10,000 events");
+        let written = counters.written.load(Ordering::Relaxed);
+        assert_eq!(
+            written + dropped,
+            10_000,
+            "every event is written or counted as dropped"
+        );
     }
 }

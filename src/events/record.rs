@@ -332,13 +332,13 @@ impl std::fmt::Display for RcodeName {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Action;
     use crate::policy::IocMetadata;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn event(outcome: Outcome) -> QueryEvent {
+    pub(crate) fn event(outcome: Outcome) -> QueryEvent {
         let list = Arc::new(Blocklist {
             name: "threatfox-remus".into(),
             path: "remus.txt".into(),
@@ -374,7 +374,7 @@ mod tests {
         }
     }
 
-    fn device() -> Device {
+    pub(crate) fn device() -> Device {
         Device {
             name: "dns-01.example".into(),
             hostname: "dns-01".into(),
