@@ -227,12 +227,12 @@ fn validate(path: &Path) -> Result<ExitCode, Failure> {
         println!(
             "{kind} {name}: {}: {} names, {} skipped lines, {} lines, {:.1} ms",
             list.path.display(),
-            list.parsed.names.len(),
-            list.parsed.skipped.len(),
+            list.parsed.block.len(),
+            list.parsed.skipped.invalid,
             list.parsed.lines,
             list.elapsed.as_secs_f64() * 1000.0
         );
-        for skipped in list.parsed.skipped.iter().take(10) {
+        for skipped in list.parsed.skipped.lines.iter().take(10) {
             eprintln!(
                 "{}:{}: {}",
                 list.path.display(),
@@ -240,7 +240,7 @@ fn validate(path: &Path) -> Result<ExitCode, Failure> {
                 skipped.reason
             );
         }
-        bad_lines += list.parsed.skipped.len();
+        bad_lines += list.parsed.skipped.invalid;
     }
     let (rss, peak) = memory();
     println!(

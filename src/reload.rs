@@ -49,7 +49,7 @@ pub fn list_paths(config: &Config) -> Vec<(String, PathBuf)> {
 pub fn load_lists(config: &Config) -> Result<Vec<Arc<LoadedList>>, ListError> {
     list_paths(config)
         .iter()
-        .map(|(_, path)| lists::load(path).map(Arc::new))
+        .map(|(_, path)| lists::load(path, &lists::ListOptions::default()).map(Arc::new))
         .collect()
 }
 
@@ -88,7 +88,7 @@ impl Reloader {
         let paths = list_paths(&self.config);
         let mut fresh = vec![false; self.lists.len()];
         for ((slot, (name, path)), fresh) in self.lists.iter_mut().zip(&paths).zip(&mut fresh) {
-            match lists::load(path)
+            match lists::load(path, &lists::ListOptions::default())
                 .map_err(|error| error.to_string())
                 .and_then(|list| {
                     acceptable(slot, list).map_err(|why| format!("{}: {why}", path.display()))
@@ -141,17 +141,17 @@ fn absolute(path: &Path) -> PathBuf {
 /// bad lines is broken, and so is an empty file where names were before (a truncated
 /// download, or an editor caught halfway): both keep the last good version.
 fn acceptable(current: &LoadedList, list: LoadedList) -> Result<LoadedList, String> {
-    if !list.parsed.names.is_empty() {
+    if !list.parsed.block.is_empty() {
         return Ok(list);
     }
-    if let Some(first) = list.parsed.skipped.first() {
+    if let Some(first) = list.parsed.skipped.lines.first() {
         return Err(format!(
             "no valid name; line {}: {}",
             first.line, first.reason
         ));
     }
-    if !current.parsed.names.is_empty() {
-        let count = current.parsed.names.len();
+    if !current.parsed.block.is_empty() {
+        let count = current.parsed.block.len();
         return Err(format!("empty list would replace {count} names"));
     }
     Ok(list)
@@ -163,13 +163,13 @@ fn log_lists(config: &Config, lists: &[Arc<LoadedList>], fresh: &[bool]) {
         tracing::info!(
             list = %name,
             path = %list.path.display(),
-            entries = list.parsed.names.len(),
-            skipped = list.parsed.skipped.len(),
+            entries = list.parsed.block.len(),
+            skipped = list.parsed.skipped.invalid,
             lines = list.parsed.lines,
             took_ms = list.elapsed.as_secs_f64() * 1000.0,
             "list loaded"
         );
-        for skipped in list.parsed.skipped.iter().take(SKIPPED_SHOWN) {
+        for skipped in list.parsed.skipped.lines.iter().take(SKIPPED_SHOWN) {
             tracing::warn!(
                 "{}:{}: {} (line skipped)",
                 list.path.display(),

@@ -64,6 +64,27 @@ fn check_clock(clock: &str) -> Option<()> {
     (digits && bytes[2] == b':' && bytes[5] == b':').then_some(())
 }
 
+/// Seconds since the Unix epoch of an RFC 3339 time in UTC as [`parse_date_or_time`] returns
+/// it (fractions ignored); `None` for other text.
+pub fn epoch_seconds(rfc3339: &str) -> Option<i64> {
+    let normal = parse_date_or_time(rfc3339)?;
+    let number = |range: std::ops::Range<usize>| normal.get(range)?.parse::<i64>().ok();
+    let days = days_from_civil(number(0..4)?, number(5..7)?, number(8..10)?);
+    let clock = number(11..13)? * 3600 + number(14..16)? * 60 + number(17..19)?;
+    Some(days * 86_400 + clock)
+}
+
+/// (year, month, day) to days since 1970-01-01, the inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -90,6 +111,17 @@ mod tests {
         assert_eq!(rfc3339_millis(time), "2026-06-06T09:30:11.412Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn converts_times_to_epoch_seconds() {
+        assert_eq!(epoch_seconds("1970-01-01"), Some(0));
+        assert_eq!(
+            epoch_seconds("2026-06-06 09:30:11 UTC"),
+            Some(1_780_738_211)
+        );
+        assert_eq!(epoch_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(epoch_seconds("yesterday"), None);
     }
 
     #[test]

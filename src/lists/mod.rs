@@ -1,17 +1,149 @@
-//! IOC and allow lists: reading a list file into normalised names.
+//! IOC and allow lists: reading a list file, in any of the feed formats, into name triggers,
+//! IP triggers, per-entry rules and indicator metadata.
 //!
-//! Reading the file and parsing its text are separate steps: a file that cannot be read is an
-//! error, while a bad line is counted, reported with its line number and skipped.
+//! Reading the file and parsing its text are separate steps. A file that cannot be read, or
+//! whose structure is broken (a JSON syntax error, a feed that reports a failed query), is an
+//! error. A bad entry is counted, reported with its line number and skipped; an entry of a kind
+//! sinkhole does not enforce (a file hash, a cosmetic AdBlock rule, an RPZ NSDNAME trigger) is
+//! counted as unsupported.
 
+pub mod adblock;
+pub mod builder;
+pub mod detect;
 pub mod domain;
 pub mod names;
 pub mod plain;
+pub mod rpz;
+pub mod rule;
+pub mod threatfox;
 
+pub use builder::ListBuilder;
 pub use names::Names;
+pub use rule::{EntryAction, Indicator, LocalData, Rule, Scope};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The formats a list may be written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Detected from the content; see [`detect::detect`].
+    #[default]
+    Auto,
+    Domains,
+    Hosts,
+    Adblock,
+    Rpz,
+    ThreatfoxCsv,
+    ThreatfoxJson,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Domains => "domains",
+            Self::Hosts => "hosts",
+            Self::Adblock => "adblock",
+            Self::Rpz => "rpz",
+            Self::ThreatfoxCsv => "threatfox-csv",
+            Self::ThreatfoxJson => "threatfox-json",
+        }
+    }
+}
+
+/// How a list is read, from its config.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub format: Format,
+    /// Reach of entries whose format does not say (domains, hosts, ThreatFox).
+    pub scope: Scope,
+    /// RPZ: the zone's origin, lower case without the trailing dot; owners are read
+    /// relative to it.
+    pub origin: Option<String>,
+    /// Indicators with a lower confidence are left out.
+    pub min_confidence: Option<u8>,
+    /// Indicators last (or else first) seen longer ago are left out.
+    pub max_age: Option<Duration>,
+    /// The list's configured confidence and first sighting, for indicators without their own.
+    pub confidence: Option<u8>,
+    pub first_seen: Option<String>,
+    /// The time `max_age` counts back from.
+    pub now: SystemTime,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        Self {
+            format: Format::Auto,
+            scope: Scope::NameAndSubdomains,
+            origin: None,
+            min_confidence: None,
+            max_age: None,
+            confidence: None,
+            first_seen: None,
+            now: SystemTime::now(),
+        }
+    }
+}
+
+/// An entry's rule and reach, for lists whose entries differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub rule: u32,
+    pub scope: Scope,
+}
+
+/// Domain triggers of a list: names with their reach and rule.
+#[derive(Debug, Clone, Default)]
+pub struct NameTriggers {
+    /// Shared with the policy's index, which points into it.
+    pub names: Arc<Names>,
+    /// One per name, or `None` when every name has `scope` and rule 0.
+    pub attrs: Option<Arc<[Attr]>>,
+    pub scope: Scope,
+}
+
+impl NameTriggers {
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The rule and reach of the name at `index`.
+    pub fn attr(&self, index: usize) -> Attr {
+        match &self.attrs {
+            Some(attrs) => attrs[index],
+            None => Attr {
+                rule: rule::LIST_RULE,
+                scope: self.scope,
+            },
+        }
+    }
+
+    /// Every name with its rule and reach.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Attr)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (name, self.attr(index)))
+    }
+}
+
+/// An IP network that triggers a rule: an address in an answer, or a client's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpTrigger {
+    pub network: IpNet,
+    pub rule: u32,
+}
 
 /// A line of a list that was not used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +152,55 @@ pub struct SkippedLine {
     pub reason: String,
 }
 
-/// The names a list's text holds.
+/// Entries that were left out, by why.
+#[derive(Debug, Clone, Default)]
+pub struct Skipped {
+    /// Invalid entries: the first [`Skipped::KEPT`], in order.
+    pub lines: Vec<SkippedLine>,
+    /// Invalid entries in all.
+    pub invalid: usize,
+    /// Entries of kinds sinkhole does not enforce, counted by kind.
+    pub unsupported: Vec<(&'static str, usize)>,
+    /// Indicators under the list's `min_confidence`.
+    pub low_confidence: usize,
+    /// Indicators older than the list's `max_age`.
+    pub expired: usize,
+}
+
+impl Skipped {
+    /// Invalid lines kept with their reason; the rest are only counted.
+    pub const KEPT: usize = 100;
+
+    pub fn unsupported_total(&self) -> usize {
+        self.unsupported.iter().map(|(_, count)| count).sum()
+    }
+}
+
+/// Everything a list's text holds.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedList {
-    /// Shared with the policy's index, which points into it.
-    pub names: Arc<Names>,
-    pub skipped: Vec<SkippedLine>,
+    /// The format the text was read as.
+    pub format: Format,
+    /// Names the list blocks (or, for an allowlist, protects).
+    pub block: NameTriggers,
+    /// Exceptions inside a blocklist (AdBlock `@@`, RPZ PASSTHRU).
+    pub allow: NameTriggers,
+    /// Response-IP triggers (RPZ `rpz-ip`, ThreatFox `ip:port`).
+    pub response_ips: Vec<IpTrigger>,
+    /// Client-IP triggers (RPZ `rpz-client-ip`).
+    pub client_ips: Vec<IpTrigger>,
+    /// Rules the entries point at; index 0 is [`Rule::default`], the list's own.
+    pub rules: Arc<[Rule]>,
+    pub skipped: Skipped,
     /// Lines read, counting blank and comment lines.
     pub lines: usize,
+}
+
+impl ParsedList {
+    /// Triggers of every kind.
+    pub fn entries(&self) -> usize {
+        self.block.len() + self.allow.len() + self.response_ips.len() + self.client_ips.len()
+    }
 }
 
 /// A list read from disk.
@@ -38,26 +211,79 @@ pub struct LoadedList {
     pub elapsed: Duration,
 }
 
-/// A list file that could not be read at all.
+/// A list file that cannot be used at all.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot read list: {source}")]
-pub struct ListError {
-    pub path: String,
-    #[source]
-    pub source: std::io::Error,
+pub enum ListError {
+    #[error("{path}: cannot read list: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Broken {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Why a list's text cannot be used at all, at which line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub line: usize,
+    pub reason: String,
 }
 
 /// Reads and parses one list file.
-pub fn load(path: &Path) -> Result<LoadedList, ListError> {
+pub fn load(path: &Path, options: &ListOptions) -> Result<LoadedList, ListError> {
     let started = Instant::now();
-    let bytes = std::fs::read(path).map_err(|source| ListError {
+    let bytes = std::fs::read(path).map_err(|source| ListError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    let parsed = plain::parse(&bytes);
+    let parsed = parse(&bytes, options).map_err(|broken| ListError::Broken {
+        path: path.display().to_string(),
+        line: broken.line,
+        reason: broken.reason,
+    })?;
     Ok(LoadedList {
         path: path.to_owned(),
         parsed,
         elapsed: started.elapsed(),
     })
+}
+
+/// Parses a list's text in the configured format, or the one its content shows.
+pub fn parse(bytes: &[u8], options: &ListOptions) -> Result<ParsedList, Broken> {
+    let format = match options.format {
+        Format::Auto => detect::detect(bytes),
+        format => format,
+    };
+    let mut list = ListBuilder::new(options, bytes.len());
+    match format {
+        Format::Auto | Format::Domains | Format::Hosts => plain::parse(bytes, &mut list),
+        Format::Adblock => adblock::parse(bytes, &mut list),
+        Format::Rpz => rpz::parse(bytes, &mut list)?,
+        Format::ThreatfoxCsv => threatfox::parse_csv(bytes, &mut list),
+        Format::ThreatfoxJson => threatfox::parse_json(bytes, &mut list)?,
+    }
+    Ok(list.finish(format))
+}
+
+/// The lines of a text, numbered from 1, without their line ends (LF or CRLF). A line that is
+/// not UTF-8 comes as `Err` with its number.
+pub fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<&str, usize>)> {
+    // A final newline ends the last line; it does not start another.
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bytes = if bytes.is_empty() { None } else { Some(bytes) };
+    bytes
+        .into_iter()
+        .flat_map(|bytes| bytes.split(|&byte| byte == b'\n'))
+        .enumerate()
+        .map(|(index, raw)| {
+            let line = index + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            (line, std::str::from_utf8(raw).map_err(|_| line))
+        })
 }

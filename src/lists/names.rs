@@ -21,13 +21,14 @@ impl Names {
         }
     }
 
-    /// Appends a name. Names beyond 4 GiB of text in one list are not kept.
-    pub fn push(&mut self, name: &str) {
+    /// Appends a name; returns false, keeping nothing, for a name beyond 4 GiB of text.
+    pub fn push(&mut self, name: &str) -> bool {
         let Ok(end) = u32::try_from(self.text.len() + name.len()) else {
-            return;
+            return false;
         };
         self.text.push_str(name);
         self.ends.push(end);
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -79,7 +80,9 @@ impl Names {
 impl<'a> FromIterator<&'a str> for Names {
     fn from_iter<I: IntoIterator<Item = &'a str>>(names: I) -> Self {
         let mut all = Self::default();
-        names.into_iter().for_each(|name| all.push(name));
+        names.into_iter().for_each(|name| {
+            all.push(name);
+        });
         all
     }
 }

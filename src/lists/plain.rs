@@ -1,10 +1,12 @@
 //! Reads plain domain lists and hosts files: one name per line, or an address followed by
 //! names, with `#` comments.
 
-use super::domain::normalize;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Names, ParsedList, SkippedLine};
+use super::rule::{EntryAction, LocalData, Rule};
+use super::{Attr, ListBuilder, numbered_lines};
 
 /// Names that hosts files carry for the machine itself, never as indicators.
 const HOSTS_BOILERPLATE: &[&str] = &[
@@ -22,40 +24,23 @@ const HOSTS_BOILERPLATE: &[&str] = &[
     "0.0.0.0",
 ];
 
-/// Parses the text of a list. Bad lines are skipped and reported; good lines all apply.
-pub fn parse(bytes: &[u8]) -> ParsedList {
-    let mut list = Collector {
-        names: Names::with_capacity(bytes.len()),
-        ..Collector::default()
-    };
-    // A final newline ends the last line; it does not start another.
-    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    for (index, raw) in bytes.split(|&byte| byte == b'\n').enumerate() {
-        let line = index + 1;
-        let Ok(text) = std::str::from_utf8(raw) else {
-            list.skip(line, "line is not valid UTF-8".to_owned());
-            continue;
-        };
-        list.lines = line;
-        parse_line(text, line, &mut list);
+/// Reads the text of a domain list or hosts file into `list`. Bad lines are skipped and
+/// reported; good lines all apply.
+pub fn parse(bytes: &[u8], list: &mut ListBuilder<'_>) {
+    let mut local = LocalNames::default();
+    let mut lines = 0;
+    for (line, text) in numbered_lines(bytes) {
+        lines = line;
+        match text {
+            Ok(text) => parse_line(text, line, list, &mut local),
+            Err(line) => list.skip(line, "line is not valid UTF-8".to_owned()),
+        }
     }
-    list.names.shrink_to_fit();
-    ParsedList {
-        names: Arc::new(list.names),
-        skipped: list.skipped,
-        lines: list.lines,
-    }
+    list.set_lines(lines);
+    local.finish(list);
 }
 
-/// A list while it is being read.
-#[derive(Default)]
-struct Collector {
-    names: Names,
-    skipped: Vec<SkippedLine>,
-    lines: usize,
-}
-
-fn parse_line(text: &str, line: usize, list: &mut Collector) {
+fn parse_line(text: &str, line: usize, list: &mut ListBuilder<'_>, local: &mut LocalNames) {
     let content = text.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
         return;
@@ -65,12 +50,17 @@ fn parse_line(text: &str, line: usize, list: &mut Collector) {
         return;
     };
 
-    if first.parse::<std::net::IpAddr>().is_ok() {
+    if let Ok(address) = first.parse::<IpAddr>() {
         let mut any = false;
         for name in fields {
             any = true;
-            if !HOSTS_BOILERPLATE.contains(&name.to_ascii_lowercase().as_str()) {
-                list.add(name, line);
+            if HOSTS_BOILERPLATE.contains(&name.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            if means_block(address) {
+                list.block(name, line);
+            } else {
+                local.add(name, address, line);
             }
         }
         if !any {
@@ -89,36 +79,72 @@ fn parse_line(text: &str, line: usize, list: &mut Collector) {
         );
         return;
     }
-    list.add(first, line);
+    list.block(first, line);
 }
 
-impl Collector {
-    fn add(&mut self, raw: &str, line: usize) {
-        match normalize(raw) {
-            Ok(name) => self.names.push(&name),
-            Err(reason) => self.skip(line, reason),
+/// The addresses hosts files use to say "no such host": unspecified and loopback.
+fn means_block(address: IpAddr) -> bool {
+    address.is_unspecified() || address.is_loopback()
+}
+
+/// Names that a hosts file answers with an address of its own, in the order first seen.
+#[derive(Default)]
+struct LocalNames {
+    order: Vec<(String, usize)>,
+    data: HashMap<String, LocalData>,
+}
+
+impl LocalNames {
+    fn add(&mut self, name: &str, address: IpAddr, line: usize) {
+        let key = name.to_ascii_lowercase();
+        let data = self.data.entry(key.clone()).or_insert_with(|| {
+            self.order.push((key, line));
+            LocalData::default()
+        });
+        match address {
+            IpAddr::V4(v4) if !data.ipv4.contains(&v4) => data.ipv4.push(v4),
+            IpAddr::V6(v6) if !data.ipv6.contains(&v6) => data.ipv6.push(v6),
+            _ => {}
         }
     }
 
-    fn skip(&mut self, line: usize, reason: String) {
-        self.skipped.push(SkippedLine { line, reason });
+    /// Adds each name with a rule that answers its addresses.
+    fn finish(mut self, list: &mut ListBuilder<'_>) {
+        for (name, line) in self.order {
+            let Some(data) = self.data.remove(&name) else {
+                continue;
+            };
+            let rule = list.rule(Rule {
+                action: Some(EntryAction::Local(Arc::new(data))),
+                indicator: None,
+            });
+            let scope = list.options().scope;
+            list.block_with(&name, line, Attr { rule, scope });
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
-    use crate::lists::ParsedList;
+    use crate::lists::{EntryAction, Format, ListOptions, ParsedList};
+
+    fn parse(text: &[u8]) -> ParsedList {
+        let options = ListOptions {
+            format: Format::Hosts,
+            ..ListOptions::default()
+        };
+        crate::lists::parse(text, &options).unwrap()
+    }
 
     fn names(list: &ParsedList) -> Vec<&str> {
-        list.names.iter().collect()
+        list.block.names.iter().collect()
     }
 
     #[test]
     fn reads_domains_and_comments() {
         let list = parse(b"# Remus C2\nPosdTeu.shop\n\n  mathlah.com.  # trailing\r\n");
         assert_eq!(names(&list), ["posdteu.shop", "mathlah.com"]);
-        assert!(list.skipped.is_empty());
+        assert_eq!(list.skipped.invalid, 0);
         assert_eq!(list.lines, 4);
     }
 
@@ -127,16 +153,38 @@ mod tests {
         let text = b"127.0.0.1\tlocalhost\n0.0.0.0 a.test b.test\n::1 c.test\n127.0.0.1\tD.test\n";
         let list = parse(text);
         assert_eq!(names(&list), ["a.test", "b.test", "c.test", "d.test"]);
-        assert!(list.skipped.is_empty());
+        assert_eq!(list.skipped.invalid, 0);
+        assert!(list.block.attrs.is_none());
+    }
+
+    #[test]
+    fn other_addresses_are_local_answers() {
+        let text =
+            b"192.0.2.53 Sink.test www.sink.test # alias\n2001:db8::53 sink.test\n0.0.0.0 x.test\n";
+        let list = parse(text);
+        assert_eq!(names(&list), ["x.test", "sink.test", "www.sink.test"]);
+        let attr = list.block.attr(1);
+        let Some(EntryAction::Local(data)) = &list.rules[attr.rule as usize].action else {
+            panic!("no local data");
+        };
+        assert_eq!(
+            data.ipv4,
+            ["192.0.2.53".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(
+            data.ipv6,
+            ["2001:db8::53".parse::<std::net::Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(list.block.attr(0).rule, 0);
     }
 
     #[test]
     fn bad_lines_are_skipped_with_line_and_reason() {
         let list = parse(b"good.test\nbad name here\n0.0.0.0\nx..y\n\xff\xfe\nok.test\n");
         assert_eq!(names(&list), ["good.test", "ok.test"]);
-        let lines: Vec<usize> = list.skipped.iter().map(|s| s.line).collect();
+        let lines: Vec<usize> = list.skipped.lines.iter().map(|s| s.line).collect();
         assert_eq!(lines, [2, 3, 4, 5]);
-        assert!(list.skipped[0].reason.contains("one domain per line"));
-        assert!(list.skipped[3].reason.contains("UTF-8"));
+        assert!(list.skipped.lines[0].reason.contains("one domain per line"));
+        assert!(list.skipped.lines[3].reason.contains("UTF-8"));
     }
 }

@@ -60,7 +60,7 @@ impl Blocklist {
                 confidence: list.confidence,
                 first_seen: first_seen.and_then(crate::events::time::parse_date_or_time),
             },
-            entries: loaded.parsed.names.len(),
+            entries: loaded.parsed.block.len(),
             blocked_text: format!("blocked by list {}", list.name),
         }
     }
@@ -155,7 +155,7 @@ impl Policy {
             .map(|(list, loaded)| Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
-                entries: loaded.parsed.names.len(),
+                entries: loaded.parsed.block.len(),
             })
             .collect();
         let exemptions = config
@@ -261,11 +261,11 @@ impl Policy {
 
 /// One index over the names of `lists`, reporting each list by its position.
 fn index_of(lists: &[Arc<LoadedList>]) -> DomainIndex {
-    let names = lists.iter().map(|list| list.parsed.names.len()).sum();
+    let names = lists.iter().map(|list| list.parsed.block.len()).sum();
     let mut builder = DomainIndexBuilder::with_capacity(names);
     lists
         .iter()
-        .for_each(|list| builder.add_list(list.parsed.names.clone()));
+        .for_each(|list| builder.add_list(list.parsed.block.names.clone()));
     builder.build()
 }
 
@@ -286,7 +286,10 @@ mod tests {
 
     fn list(names: &[&str]) -> Arc<LoadedList> {
         let parsed = ParsedList {
-            names: Arc::new(names.iter().copied().collect()),
+            block: crate::lists::NameTriggers {
+                names: Arc::new(names.iter().copied().collect()),
+                ..Default::default()
+            },
             ..ParsedList::default()
         };
         Arc::new(LoadedList {

@@ -1,0 +1,125 @@
+//! What a list says about one of its entries: how far the entry reaches, what a match does, and
+//! the indicator's metadata.
+//!
+//! Entries of a plain list all share rule 0, "the list's action and metadata", so a million
+//! names cost nothing here. Feeds that carry per-entry data (ThreatFox, RPZ, hosts addresses)
+//! add a rule per indicator and point their entries at it.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Which names a listed domain covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Scope {
+    /// The name and every name below it (`||name^`, plain lists by default).
+    #[default]
+    NameAndSubdomains = 0,
+    /// The name only (`|name^`, an RPZ owner name, `match = "exact"`).
+    NameOnly = 1,
+    /// Names below it, not the name itself (an RPZ `*.name` owner, RFC 4592 wildcard reach).
+    SubdomainsOnly = 2,
+}
+
+impl Scope {
+    /// Whether an entry of this scope matches a query name whose suffix starting at `label`
+    /// is the entry (label 0: the query name itself).
+    pub fn covers(self, label: usize) -> bool {
+        match self {
+            Self::NameAndSubdomains => true,
+            Self::NameOnly => label == 0,
+            Self::SubdomainsOnly => label > 0,
+        }
+    }
+
+    pub fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::NameOnly,
+            2 => Self::SubdomainsOnly,
+            _ => Self::NameAndSubdomains,
+        }
+    }
+
+    /// How `check` and events show an entry: `*.name` for subdomains only, `=name` for the name
+    /// only.
+    pub fn show(self, domain: &str) -> String {
+        match self {
+            Self::NameAndSubdomains => domain.to_owned(),
+            Self::NameOnly => format!("={domain}"),
+            Self::SubdomainsOnly => format!("*.{domain}"),
+        }
+    }
+}
+
+/// What one entry does in place of its list's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryAction {
+    /// NXDOMAIN (RPZ `CNAME .`).
+    Nxdomain,
+    /// NOERROR with no records (RPZ `CNAME *.`).
+    Nodata,
+    /// No answer at all (RPZ `rpz-drop.`).
+    Drop,
+    /// A truncated answer over UDP, so the client retries over TCP, where the query is
+    /// answered normally (RPZ `rpz-tcp-only.`).
+    TcpOnly,
+    /// Records of the list's own (RPZ local data, a hosts-file address).
+    Local(Arc<LocalData>),
+}
+
+impl EntryAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Nxdomain => "nxdomain",
+            Self::Nodata => "nodata",
+            Self::Drop => "drop",
+            Self::TcpOnly => "tcp-only",
+            Self::Local(_) => "local-data",
+        }
+    }
+}
+
+/// Local data: the answer a matched name gets instead of the real one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalData {
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    /// A CNAME target, lower case without the trailing dot. A target that starts with `*.`
+    /// has the `*` replaced by the query name (RPZ wildcard local data).
+    pub cname: Option<String>,
+    /// The records' TTL; the list's TTL when absent.
+    pub ttl: Option<u32>,
+}
+
+/// What a feed says about one indicator. Absent fields fall back to the list's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indicator {
+    /// The feed's IOC id (ThreatFox `ioc_id`).
+    pub id: Option<String>,
+    /// The IOC as the feed wrote it (a URL, `ip:port`, a domain).
+    pub value: Option<String>,
+    /// The feed's IOC type (`domain`, `url`, `ip:port`).
+    pub ioc_type: Option<String>,
+    /// Malware family as people write it (`Remus`).
+    pub family: Option<String>,
+    /// The feed's malware key (`win.remus`).
+    pub malware: Option<String>,
+    pub threat_type: Option<String>,
+    /// 0 to 100.
+    pub confidence: Option<u8>,
+    /// RFC 3339 times.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub tags: Vec<String>,
+    pub reference: Option<String>,
+}
+
+/// An entry's rule: its own action and metadata, each falling back to the list's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Option<EntryAction>,
+    pub indicator: Option<Arc<Indicator>>,
+}
+
+/// The rule every list has at index 0: the list's action and metadata.
+pub const LIST_RULE: u32 = 0;
