@@ -6,6 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use crate::lists::{Format, ListOptions, Scope};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
@@ -204,7 +207,7 @@ impl Default for EventsConfig {
 
 /// What a blocklist does to a query it matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// A and AAAA get the sinkhole address; other types NOERROR with no records.
     #[default]
@@ -213,6 +216,12 @@ pub enum Action {
     Nxdomain,
     /// NOERROR with no records for every type.
     Nodata,
+    /// REFUSED.
+    Refuse,
+    /// No answer at all.
+    Drop,
+    /// The answer is left as it is; only an event is written (a feed in shadow mode).
+    LogOnly,
 }
 
 impl Action {
@@ -221,7 +230,62 @@ impl Action {
             Self::Sinkhole => "sinkhole",
             Self::Nxdomain => "nxdomain",
             Self::Nodata => "nodata",
+            Self::Refuse => "refuse",
+            Self::Drop => "drop",
+            Self::LogOnly => "log-only",
         }
+    }
+}
+
+/// Which names a plain list entry covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchMode {
+    /// The listed name and every name below it.
+    #[default]
+    Subdomains,
+    /// The listed name only.
+    Exact,
+}
+
+impl MatchMode {
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::Subdomains => Scope::NameAndSubdomains,
+            Self::Exact => Scope::NameOnly,
+        }
+    }
+}
+
+/// A length of time written with a unit: `90s`, `30m`, `12h`, `30d`, `2w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Age(pub Duration);
+
+impl FromStr for Age {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{text:?} is not a number followed by s, m, h, d or w");
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        Ok(Self(Duration::from_secs(number.saturating_mul(seconds))))
+    }
+}
+
+impl<'de> Deserialize<'de> for Age {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -233,9 +297,25 @@ pub struct BlocklistConfig {
     pub name: String,
     /// The list file.
     pub path: PathBuf,
-    /// Default `sinkhole`.
+    /// `auto` (default: told from the content), `domains`, `hosts`, `adblock`, `rpz`,
+    /// `threatfox-csv` or `threatfox-json`.
+    #[serde(default)]
+    pub format: Format,
+    /// `sinkhole` (default), `nxdomain`, `nodata`, `refuse`, `drop` or `log-only`. RPZ and
+    /// hosts entries with an action of their own keep it, unless the list is `log-only`.
     #[serde(default)]
     pub action: Action,
+    /// What a domain, hosts or ThreatFox entry covers: `subdomains` (default: the name and
+    /// every name below it) or `exact`. AdBlock and RPZ entries say it themselves.
+    #[serde(default, rename = "match")]
+    pub match_mode: MatchMode,
+    /// RPZ: the zone's origin; owner names are read relative to it. Default: the file's
+    /// first `$ORIGIN`, else owner names are the triggers as written.
+    pub origin: Option<String>,
+    /// Indicators with a lower confidence (0 to 100) are left out.
+    pub min_confidence: Option<u8>,
+    /// Indicators whose last sighting (else first) is older are left out, e.g. `90d`.
+    pub max_age: Option<Age>,
     /// Overrides `[sinkhole] ipv4` for this list.
     pub ipv4: Option<Ipv4Addr>,
     /// Overrides `[sinkhole] ipv6` for this list.
@@ -260,6 +340,12 @@ pub struct BlocklistConfig {
 pub struct AllowlistConfig {
     pub name: String,
     pub path: PathBuf,
+    /// As for blocklists; every entry of any kind protects its name.
+    #[serde(default)]
+    pub format: Format,
+    /// As for blocklists.
+    #[serde(default, rename = "match")]
+    pub match_mode: MatchMode,
 }
 
 /// `[[exempt]]`: clients whose queries are never blocked, e.g. a backup server.
@@ -350,6 +436,37 @@ impl Config {
         }
     }
 
+    /// How to read the `[[blocklist]]` at `index`, as of `now`.
+    pub fn blocklist_options(&self, list: &BlocklistConfig, now: SystemTime) -> ListOptions {
+        ListOptions {
+            format: list.format,
+            scope: list.match_mode.scope(),
+            origin: list
+                .origin
+                .as_deref()
+                .and_then(|origin| crate::lists::domain::normalize(origin).ok())
+                .map(|origin| origin.into_owned()),
+            min_confidence: list.min_confidence,
+            max_age: list.max_age.map(|age| age.0),
+            confidence: list.confidence,
+            first_seen: list
+                .first_seen
+                .as_deref()
+                .and_then(crate::events::time::parse_date_or_time),
+            now,
+        }
+    }
+
+    /// How to read an `[[allowlist]]`.
+    pub fn allowlist_options(&self, list: &AllowlistConfig, now: SystemTime) -> ListOptions {
+        ListOptions {
+            format: list.format,
+            scope: list.match_mode.scope(),
+            now,
+            ..ListOptions::default()
+        }
+    }
+
     fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.display().to_string(),
@@ -407,6 +524,17 @@ impl Config {
         let key = |field: &str| format!("blocklist[{index}] ({}).{field}", list.name);
         if list.confidence.is_some_and(|confidence| confidence > 100) {
             return Err(self.invalid(key("confidence"), "must be between 0 and 100"));
+        }
+        if list
+            .min_confidence
+            .is_some_and(|confidence| confidence > 100)
+        {
+            return Err(self.invalid(key("min_confidence"), "must be between 0 and 100"));
+        }
+        if let Some(origin) = &list.origin
+            && crate::lists::domain::normalize(origin).is_err()
+        {
+            return Err(self.invalid(key("origin"), "must be a domain name"));
         }
         if let Some(first_seen) = &list.first_seen
             && crate::events::time::parse_date_or_time(first_seen).is_none()

@@ -11,7 +11,8 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType, OpCode, Query as HQuery};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::answer::{
@@ -22,7 +23,9 @@ use crate::dns::name::QueryName;
 use crate::dns::query::{self, CLASS_IN, Query, Rejection, TYPE_OPT};
 use crate::dns::records::ttl_layout;
 use crate::events::{EventSink, Outcome, QueryEvent, Transport};
-use crate::policy::{BlockMatch, Decision, Exception, Policy};
+use crate::policy::{
+    AnswerMatch, BlockMatch, Decision, Exception, MatchRecord, Policy, Response, Trigger,
+};
 use crate::sinkhole::{Sent, write_blocked};
 use crate::upstream::cache::{Facts, Fresh};
 use crate::upstream::{AnswerCache, Forwarder, UpstreamQuery, Variant};
@@ -48,25 +51,45 @@ pub enum Step {
     /// Send nothing.
     Drop,
     /// Needs the upstreams: pass this to [`Handler::forward`].
-    Forward(Pending),
+    Forward(Box<Pending>),
 }
 
 /// A query on its way upstream.
 #[derive(Debug)]
 pub struct Pending {
     packet: Vec<u8>,
-    /// A blocklist match that an exception overrode: logged once the answer is known.
-    exception: Option<ExceptionEvent>,
-    /// Whether the answer's CNAME chain is checked (not for exceptions).
-    check_chain: bool,
+    /// A match to log once the answer is known: one an exception overrode, or a log-only
+    /// list's.
+    observed: Option<Observed>,
+    /// Whether the answer is checked against the policy (not for exceptions).
+    check_answer: bool,
+    /// Local data that points elsewhere: ask for this name, and answer with a CNAME to it.
+    rewrite: Option<Rewrite>,
 }
 
+/// A match that did not change the answer, and why.
 #[derive(Debug)]
-struct ExceptionEvent {
-    list: Arc<crate::policy::Blocklist>,
-    domain: String,
+struct Observed {
+    found: MatchRecord,
     original_action: &'static str,
     reason: String,
+}
+
+/// An RPZ local-data CNAME: the query name's answer is the target's, behind a CNAME.
+#[derive(Debug)]
+struct Rewrite {
+    target: Name,
+    ttl: u32,
+}
+
+/// What enforcing a match did.
+enum Enforced {
+    /// The answer (or the decision to send none) is made.
+    Done(Step),
+    /// The match sends the query elsewhere.
+    Rewrite(Rewrite),
+    /// The match does not apply here (`tcp-only` over TCP): go on as if unmatched.
+    Pass,
 }
 
 /// Everything a query needs: the current policy, the cache, the upstreams and the event log.
@@ -111,13 +134,17 @@ impl Handler {
             return step;
         }
 
-        let (exception, check_chain) = match policy.decide(&query.name, client.addr.ip()) {
+        let (observed, check_answer) = match policy.decide(&query.name, client.addr.ip()) {
             Decision::Block(found) => {
-                let sent = write_blocked(out, &query, &found, None, policy.version as u32);
-                self.emit_blocked(&query, client, &found, Vec::new(), sent);
-                return Step::Reply;
+                match self.enforce(&query, client, &found, None, &policy, out) {
+                    Enforced::Done(step) => return step,
+                    Enforced::Rewrite(rewrite) => {
+                        return pending(packet, None, false, Some(rewrite));
+                    }
+                    Enforced::Pass => (None, true),
+                }
             }
-            Decision::Forward => (None, true),
+            Decision::Forward { shadow } => (shadow.map(|found| log_only(&found)), true),
             Decision::Except { exception, blocked } => (
                 blocked.map(|found| exception_event(exception, &found)),
                 false,
@@ -126,42 +153,40 @@ impl Handler {
 
         let now = Instant::now();
         let variant = Variant::of(&query);
-        if let Some(entry) = self.cache.get(&query.name, variant, now) {
-            if check_chain && let Some((found, link)) = chain_match(&policy, &entry.facts.chain) {
-                let link = link.to_text();
-                let chain = vec![query.name.to_text(), link.clone()];
-                let sent = write_blocked(out, &query, &found, Some(&link), policy.version as u32);
-                self.emit_blocked(&query, client, &found, chain, sent);
-                return Step::Reply;
+        let Some(entry) = self.cache.get(&query.name, variant, now) else {
+            return pending(packet, observed, check_answer, None);
+        };
+        let facts = &entry.facts;
+        if check_answer
+            && let Some(found) = policy.answer_match(&facts.chain, &facts.addresses, false)
+        {
+            match self.enforce_answer(&query, client, &found, &policy, out) {
+                Enforced::Done(step) => return step,
+                Enforced::Rewrite(rewrite) => return pending(packet, None, false, Some(rewrite)),
+                Enforced::Pass => {}
             }
-            entry.write_for(&query, now, out);
-            fit_udp(out, &query, client.transport);
-            if let Some(exception) = exception {
-                self.emit_exception(&query, client, exception, &entry.facts, None);
-            }
-            return Step::Reply;
         }
-
-        Step::Forward(Pending {
-            packet: packet.to_vec(),
-            exception,
-            check_chain,
-        })
+        entry.write_for(&query, now, out);
+        fit_udp(out, &query, client.transport);
+        let observed = observed.or_else(|| shadow_answer(&policy, check_answer, facts));
+        if let Some(observed) = observed {
+            self.emit_observed(&query, client, observed, facts, None);
+        }
+        Step::Reply
     }
 
     /// Forwards a query that [`Handler::answer_locally`] could not answer and writes the
     /// answer into `out`. Always produces an answer: SERVFAIL when no upstream gives one.
-    pub async fn forward(&self, pending: Pending, client: &Client, out: &mut Vec<u8>) {
+    pub async fn forward(&self, pending: Box<Pending>, client: &Client, out: &mut Vec<u8>) {
         // The packet parsed once already, so it parses again.
         let Ok(query) = query::parse(&pending.packet) else {
             return;
         };
-        let upstream_query = UpstreamQuery {
-            name: wire_name(query.question).to_lowercase(),
-            qtype: query.qtype,
-            dnssec_ok: query.dnssec_ok(),
-            checking_disabled: query.checking_disabled(),
-        };
+        if let Some(rewrite) = pending.rewrite {
+            self.forward_rewritten(&query, rewrite, client, out).await;
+            return;
+        }
+        let upstream_query = upstream_query(&query, wire_name(query.question).to_lowercase());
 
         let started = Instant::now();
         let result = self.forwarder.forward(&upstream_query).await;
@@ -170,17 +195,13 @@ impl Handler {
             Ok(message) => message,
             Err(error) => {
                 tracing::debug!(query.name = %query.name, %error, "forwarding failed");
-                let error = ExtendedError {
-                    code: ede::NO_REACHABLE_AUTHORITY,
-                    text: "no upstream resolver answered",
-                };
-                write_error(out, &query, Rcode::ServFail, Some(error));
-                if let Some(exception) = pending.exception {
+                write_unreachable(out, &query);
+                if let Some(observed) = pending.observed {
                     let facts = Facts {
                         rcode: Rcode::ServFail as u16,
                         ..Facts::default()
                     };
-                    self.emit_exception(&query, client, exception, &facts, Some(upstream_ms));
+                    self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
                 }
                 return;
             }
@@ -189,19 +210,118 @@ impl Handler {
         let policy = self.policy.load();
         let chain = cname_chain(&message, &upstream_query.name);
         let facts = self.store(&query, message, chain, out);
-        if pending.check_chain
-            && let Some((found, link)) = chain_match(&policy, &facts.chain)
+        if pending.check_answer
+            && let Some(found) = policy.answer_match(&facts.chain, &facts.addresses, false)
         {
-            let link = link.to_text();
-            let chain = vec![query.name.to_text(), link.clone()];
-            let sent = write_blocked(out, &query, &found, Some(&link), policy.version as u32);
-            self.emit_blocked(&query, client, &found, chain, sent);
-            return;
+            match self.enforce_answer(&query, client, &found, &policy, out) {
+                Enforced::Done(_) => return,
+                Enforced::Rewrite(rewrite) => {
+                    self.forward_rewritten(&query, rewrite, client, out).await;
+                    return;
+                }
+                Enforced::Pass => {}
+            }
         }
         fit_udp(out, &query, client.transport);
-        if let Some(exception) = pending.exception {
-            self.emit_exception(&query, client, exception, &facts, Some(upstream_ms));
+        let observed = pending
+            .observed
+            .or_else(|| shadow_answer(&policy, pending.check_answer, &facts));
+        if let Some(observed) = observed {
+            self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
         }
+    }
+
+    /// Answers with a CNAME from the query name to the rewrite's target, followed by the
+    /// target's answer from upstream (RPZ local data, draft-vixie-dnsop-dns-rpz §5.1). The
+    /// result is not cached: it is the policy's, not the name's.
+    async fn forward_rewritten(
+        &self,
+        query: &Query<'_>,
+        rewrite: Rewrite,
+        client: &Client,
+        out: &mut Vec<u8>,
+    ) {
+        let upstream_query = upstream_query(query, rewrite.target.clone());
+        let mut message = match self.forwarder.forward(&upstream_query).await {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(query.name = %query.name, %error, "forwarding a rewrite failed");
+                write_unreachable(out, query);
+                return;
+            }
+        };
+        let owner = wire_name(query.question);
+        let cname = Record::from_rdata(owner, rewrite.ttl, RData::CNAME(CNAME(rewrite.target)));
+        message.answers.insert(0, cname);
+        let response = client_response(query, message);
+        out.clear();
+        match response.to_vec() {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(_) => write_error(out, query, Rcode::ServFail, None),
+        }
+        fit_udp(out, query, client.transport);
+    }
+
+    /// Answers a query as a match says, and writes its event.
+    fn enforce(
+        &self,
+        query: &Query<'_>,
+        client: &Client,
+        found: &BlockMatch<'_>,
+        link: Option<&QueryName>,
+        policy: &Policy,
+        out: &mut Vec<u8>,
+    ) -> Enforced {
+        let response = found.response();
+        if response == Response::TcpOnly && client.transport == Transport::Tcp {
+            return Enforced::Pass;
+        }
+        let chain = link.map_or_else(Vec::new, |link| vec![query.name.to_text(), link.to_text()]);
+        if let Response::Local(data) = response
+            && let Some(target) = &data.cname
+        {
+            let Some(target) = rewrite_target(target, &query.name) else {
+                return Enforced::Pass;
+            };
+            let ttl = data.ttl.unwrap_or(found.list.ttl);
+            self.emit_blocked(query, client, found, chain, None);
+            return Enforced::Rewrite(Rewrite { target, ttl });
+        }
+
+        let note = match (link, found.trigger) {
+            (Some(link), _) => Some(format!("CNAME {link}")),
+            (None, Trigger::Answer { address, .. }) => Some(format!("answer {address}")),
+            (None, Trigger::Client { network }) => Some(format!("client {network}")),
+            (None, Trigger::Name { .. }) => None,
+        };
+        let sent = write_blocked(out, query, found, note.as_deref(), policy.version as u32);
+        if sent.is_some() {
+            fit_udp(out, query, client.transport);
+        }
+        self.emit_blocked(query, client, found, chain, sent);
+        Enforced::Done(if sent.is_some() {
+            Step::Reply
+        } else {
+            Step::Drop
+        })
+    }
+
+    fn enforce_answer(
+        &self,
+        query: &Query<'_>,
+        client: &Client,
+        found: &AnswerMatch<'_>,
+        policy: &Policy,
+        out: &mut Vec<u8>,
+    ) -> Enforced {
+        self.enforce(
+            query,
+            client,
+            &found.found,
+            found.link.as_ref(),
+            policy,
+            out,
+        )
     }
 
     /// Builds the client's response from the upstream's message into `out`, caches it when
@@ -228,17 +348,18 @@ impl Handler {
         }
 
         let rcode = u16::from(response.metadata.response_code.low());
-        let first_address = response
+        let addresses = response
             .answers
             .iter()
-            .find_map(|record| match &record.data {
+            .filter_map(|record| match &record.data {
                 RData::A(a) => Some(IpAddr::V4(a.0)),
                 RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
                 _ => None,
-            });
+            })
+            .collect();
         let facts = Facts {
             rcode,
-            first_address,
+            addresses,
             chain: chain.into(),
         };
         let cacheable = matches!(rcode, 0 | 3);
@@ -262,43 +383,97 @@ impl Handler {
         client: &Client,
         found: &BlockMatch<'_>,
         chain: Vec<String>,
-        sent: Sent,
+        sent: Option<Sent>,
     ) {
-        let mut event = query_event(query, client, found.list.clone(), found.domain_text());
-        event.rcode = sent.rcode as u16;
-        event.response = sent.address;
+        let mut event = query_event(query, client, found.record());
+        event.rcode = sent.map(|sent| sent.rcode as u16);
+        event.response = sent.and_then(|sent| sent.address);
         event.chain = chain;
         self.events.emit(event);
     }
 
-    fn emit_exception(
+    fn emit_observed(
         &self,
         query: &Query<'_>,
         client: &Client,
-        exception: ExceptionEvent,
+        observed: Observed,
         facts: &Facts,
         upstream_ms: Option<u64>,
     ) {
-        let mut event = query_event(query, client, exception.list, exception.domain);
-        event.rcode = facts.rcode;
-        event.response = facts.first_address;
+        let mut event = query_event(query, client, observed.found);
+        event.rcode = Some(facts.rcode);
+        event.response = facts.addresses.first().copied();
         event.outcome = Outcome::Allowed {
-            original_action: exception.original_action,
-            reason: exception.reason,
+            original_action: observed.original_action,
+            reason: observed.reason,
         };
         event.upstream_ms = upstream_ms;
         self.events.emit(event);
     }
 }
 
-/// An event for `query` and the blocklist entry it matched, as a block that answered
-/// NOERROR; callers set what differs.
-fn query_event(
-    query: &Query<'_>,
-    client: &Client,
-    list: Arc<crate::policy::Blocklist>,
-    domain: String,
-) -> QueryEvent {
+/// A query for upstream: `name` with the client's type and DNSSEC bits.
+fn upstream_query(query: &Query<'_>, name: Name) -> UpstreamQuery {
+    UpstreamQuery {
+        name,
+        qtype: query.qtype,
+        dnssec_ok: query.dnssec_ok(),
+        checking_disabled: query.checking_disabled(),
+    }
+}
+
+fn pending(
+    packet: &[u8],
+    observed: Option<Observed>,
+    check_answer: bool,
+    rewrite: Option<Rewrite>,
+) -> Step {
+    Step::Forward(Box::new(Pending {
+        packet: packet.to_vec(),
+        observed,
+        check_answer,
+        rewrite,
+    }))
+}
+
+fn write_unreachable(out: &mut Vec<u8>, query: &Query<'_>) {
+    let error = ExtendedError {
+        code: ede::NO_REACHABLE_AUTHORITY,
+        text: "no upstream resolver answered",
+    };
+    write_error(out, query, Rcode::ServFail, Some(error));
+}
+
+/// The target of a local-data CNAME for `name`: `*.rest` puts the query name in place of `*`.
+/// `None` when the result is not a valid name (too long).
+fn rewrite_target(target: &str, name: &QueryName) -> Option<Name> {
+    let text = match target.strip_prefix("*.") {
+        Some(rest) => format!("{name}.{rest}."),
+        None => format!("{target}."),
+    };
+    Name::from_ascii(text).ok()
+}
+
+/// A log-only list's match in an answer, when nothing else is logged for the query.
+fn shadow_answer(policy: &Policy, check_answer: bool, facts: &Facts) -> Option<Observed> {
+    if !check_answer {
+        return None;
+    }
+    let found = policy.answer_match(&facts.chain, &facts.addresses, true)?;
+    Some(log_only(&found.found))
+}
+
+fn log_only(found: &BlockMatch<'_>) -> Observed {
+    Observed {
+        found: found.record(),
+        original_action: "log-only",
+        reason: format!("list {} is log-only", found.list.name),
+    }
+}
+
+/// An event for `query` and the entry it matched, as a block that sent NOERROR; callers set
+/// what differs.
+fn query_event(query: &Query<'_>, client: &Client, found: MatchRecord) -> QueryEvent {
     QueryEvent {
         time: SystemTime::now(),
         client: client.addr,
@@ -307,10 +482,9 @@ fn query_event(
         id: query.id,
         name: query.name.to_text(),
         qtype: query.qtype,
-        rcode: 0,
+        rcode: Some(0),
         response: None,
-        list,
-        domain,
+        found,
         chain: Vec::new(),
         outcome: Outcome::Blocked,
         upstream_ms: None,
@@ -349,7 +523,7 @@ fn unsupported(query: &Query<'_>, out: &mut Vec<u8>) -> Option<Step> {
     }
 }
 
-fn exception_event(exception: Exception<'_>, found: &BlockMatch<'_>) -> ExceptionEvent {
+fn exception_event(exception: Exception<'_>, found: &BlockMatch<'_>) -> Observed {
     let (original_action, reason) = match exception {
         Exception::Client(group) => ("exempt-client", format!("client exempt by {group}")),
         Exception::Name { allowlist, domain } => (
@@ -360,21 +534,11 @@ fn exception_event(exception: Exception<'_>, found: &BlockMatch<'_>) -> Exceptio
             ),
         ),
     };
-    ExceptionEvent {
-        list: found.list.clone(),
-        domain: found.domain_text(),
+    Observed {
+        found: found.record(),
         original_action,
         reason,
     }
-}
-
-/// The first name of a CNAME chain that a blocklist matches.
-fn chain_match<'p>(policy: &'p Policy, chain: &[QueryName]) -> Option<(BlockMatch<'p>, QueryName)> {
-    chain.iter().find_map(|link| {
-        policy
-            .chain_link_blocked(link)
-            .map(|found| (found, link.clone()))
-    })
 }
 
 /// Follows the CNAME records of an answer from the query name; returns the names it leads to.

@@ -9,13 +9,13 @@
 //! - [`dns`]: the wire format: reading queries, writing local answers, aging cached ones.
 //! - [`handler`]: one query's path: access control, policy, sinkhole, cache, upstream.
 //! - [`policy`]: one immutable snapshot of every list and rule, and the decision it makes.
-//! - [`sinkhole`]: the answer a blocked query gets, by its list's action.
+//! - [`sinkhole`]: the answer a blocked query gets, by the matched entry's response.
 //! - [`upstream`]: forwarding to the upstream resolvers, and the answer cache.
 //! - [`events`]: sinkhole events, queued off the query path and written as JSON lines.
-//! - [`lists`]: reading IOC and allow lists into normalised names.
+//! - [`lists`]: reading IOC and allow lists, in every feed format, into triggers and rules.
 //! - [`reload`]: watching the list files and publishing a new policy when they change.
 //! - [`config`]: the configuration file.
-//! - [`server`] and [`cli`]: wiring, and the command line.
+//! - [`server`] and [`cli`]: wiring, and the command line; [`memory`]: RSS figures.
 
 pub mod cli;
 pub mod config;
@@ -24,6 +24,7 @@ pub mod events;
 pub mod handler;
 pub mod listener;
 pub mod lists;
+pub mod memory;
 pub mod policy;
 pub mod reload;
 pub mod server;

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
@@ -21,35 +21,65 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lists::{self, ListError, LoadedList};
+use crate::events::{ConflictEvent, EventSink};
+use crate::lists::{self, ListError, ListOptions, LoadedList};
 use crate::policy::Policy;
 
 /// Quiet time after the last file event before a reload starts.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Bad lines logged per list and load; the rest are counted.
 const SKIPPED_SHOWN: usize = 5;
+/// Conflicts logged per load; the rest are counted, and written as events.
+const CONFLICTS_SHOWN: usize = 10;
 
-/// Every list file of a config, resolved: blocklists first, then allowlists, in order.
-pub fn list_paths(config: &Config) -> Vec<(String, PathBuf)> {
-    let blocklists = config
-        .blocklists
-        .iter()
-        .map(|list| (&list.name, &list.path));
-    let allowlists = config
-        .allowlists
-        .iter()
-        .map(|list| (&list.name, &list.path));
-    blocklists
-        .chain(allowlists)
-        .map(|(name, path)| (name.clone(), config.resolve(path)))
-        .collect()
+/// Whether a list blocks or protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Blocklist,
+    Allowlist,
 }
 
-/// Loads every list; the first that cannot be read is an error.
+impl ListKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocklist => "blocklist",
+            Self::Allowlist => "allowlist",
+        }
+    }
+}
+
+/// One list of a config: where it is and how to read it.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    pub name: String,
+    pub kind: ListKind,
+    pub path: PathBuf,
+    pub options: ListOptions,
+}
+
+/// Every list of a config, resolved: blocklists first, then allowlists, in order. `max_age`
+/// counts back from `now`.
+pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
+    let blocklists = config.blocklists.iter().map(|list| ListSpec {
+        name: list.name.clone(),
+        kind: ListKind::Blocklist,
+        path: config.resolve(&list.path),
+        options: config.blocklist_options(list, now),
+    });
+    let allowlists = config.allowlists.iter().map(|list| ListSpec {
+        name: list.name.clone(),
+        kind: ListKind::Allowlist,
+        path: config.resolve(&list.path),
+        options: config.allowlist_options(list, now),
+    });
+    blocklists.chain(allowlists).collect()
+}
+
+/// Loads every list; the first that cannot be used is an error.
 pub fn load_lists(config: &Config) -> Result<Vec<Arc<LoadedList>>, ListError> {
-    list_paths(config)
+    list_specs(config, SystemTime::now())
         .iter()
-        .map(|(_, path)| lists::load(path, &lists::ListOptions::default()).map(Arc::new))
+        .map(|spec| lists::load(&spec.path, &spec.options).map(Arc::new))
         .collect()
 }
 
@@ -59,21 +89,24 @@ pub struct Reloader {
     lists: Vec<Arc<LoadedList>>,
     version: u64,
     store: Arc<ArcSwap<Policy>>,
+    events: Option<EventSink>,
 }
 
 impl Reloader {
-    /// Builds the first policy from lists loaded already.
-    pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Self {
+    /// Builds the first policy from lists loaded already; conflicts go to `events`.
+    pub fn new(config: Config, lists: Vec<Arc<LoadedList>>, events: Option<EventSink>) -> Self {
         let started = Instant::now();
         let policy = Policy::build(&config, &lists, 1);
         log_lists(&config, &lists, &vec![true; lists.len()]);
         log_policy(&policy, started.elapsed());
+        report_conflicts(&policy, events.as_ref());
         let store = Arc::new(ArcSwap::from_pointee(policy));
         Self {
             config,
             lists,
             version: 1,
             store,
+            events,
         }
     }
 
@@ -85,20 +118,21 @@ impl Reloader {
     /// Reads every list again and publishes a new policy. Returns how many lists failed.
     pub fn reload(&mut self) -> usize {
         let started = Instant::now();
-        let paths = list_paths(&self.config);
+        let specs = list_specs(&self.config, SystemTime::now());
         let mut fresh = vec![false; self.lists.len()];
-        for ((slot, (name, path)), fresh) in self.lists.iter_mut().zip(&paths).zip(&mut fresh) {
-            match lists::load(path, &lists::ListOptions::default())
+        for ((slot, spec), fresh) in self.lists.iter_mut().zip(&specs).zip(&mut fresh) {
+            let loaded = lists::load(&spec.path, &spec.options)
                 .map_err(|error| error.to_string())
                 .and_then(|list| {
-                    acceptable(slot, list).map_err(|why| format!("{}: {why}", path.display()))
-                }) {
+                    acceptable(slot, list).map_err(|why| format!("{}: {why}", spec.path.display()))
+                });
+            match loaded {
                 Ok(list) => {
                     *slot = Arc::new(list);
                     *fresh = true;
                 }
                 Err(error) => {
-                    tracing::error!(list = %name, %error, "list not reloaded; keeping its last good version");
+                    tracing::error!(list = %spec.name, %error, "list not reloaded; keeping its last good version");
                 }
             }
         }
@@ -114,16 +148,17 @@ impl Reloader {
         self.version += 1;
         let policy = Policy::build(&self.config, &self.lists, self.version);
         log_lists(&self.config, &self.lists, &fresh);
-        log_policy(&policy, started.elapsed());
+        report_conflicts(&policy, self.events.as_ref());
         self.store.store(Arc::new(policy));
+        log_policy(&self.store.load(), started.elapsed());
         failed
     }
 
     /// The folders to watch and the file paths that matter in them.
     fn watched(&self) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
-        let files: HashSet<PathBuf> = list_paths(&self.config)
+        let files: HashSet<PathBuf> = list_specs(&self.config, SystemTime::now())
             .into_iter()
-            .map(|(_, path)| absolute(&path))
+            .map(|spec| absolute(&spec.path))
             .collect();
         let dirs = files
             .iter()
@@ -137,41 +172,49 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// Whether a freshly read list may replace the one in force. A list with no valid name but
-/// bad lines is broken, and so is an empty file where names were before (a truncated
+/// Whether a freshly read list may replace the one in force. A list with no usable entry but
+/// bad ones is broken, and so is an empty file where entries were before (a truncated
 /// download, or an editor caught halfway): both keep the last good version.
 fn acceptable(current: &LoadedList, list: LoadedList) -> Result<LoadedList, String> {
-    if !list.parsed.block.is_empty() {
+    if list.parsed.entries() > 0 {
         return Ok(list);
     }
     if let Some(first) = list.parsed.skipped.lines.first() {
         return Err(format!(
-            "no valid name; line {}: {}",
+            "no valid entry; line {}: {}",
             first.line, first.reason
         ));
     }
-    if !current.parsed.block.is_empty() {
-        let count = current.parsed.block.len();
-        return Err(format!("empty list would replace {count} names"));
+    let count = current.parsed.entries();
+    if count > 0 {
+        return Err(format!("empty list would replace {count} entries"));
     }
     Ok(list)
 }
 
 fn log_lists(config: &Config, lists: &[Arc<LoadedList>], fresh: &[bool]) {
-    let loaded = list_paths(config).into_iter().zip(lists).zip(fresh);
-    for (((name, _), list), _) in loaded.filter(|(_, fresh)| **fresh) {
+    let specs = list_specs(config, SystemTime::now());
+    let loaded = specs.iter().zip(lists).zip(fresh);
+    for ((spec, list), _) in loaded.filter(|(_, fresh)| **fresh) {
+        let parsed = &list.parsed;
         tracing::info!(
-            list = %name,
+            list = %spec.name,
             path = %list.path.display(),
-            entries = list.parsed.block.len(),
-            skipped = list.parsed.skipped.invalid,
-            lines = list.parsed.lines,
+            format = parsed.format.name(),
+            names = parsed.block.len(),
+            exceptions = parsed.allow.len(),
+            response_ips = parsed.response_ips.len(),
+            client_ips = parsed.client_ips.len(),
+            invalid = parsed.skipped.invalid,
+            unsupported = parsed.skipped.unsupported_total(),
+            low_confidence = parsed.skipped.low_confidence,
+            expired = parsed.skipped.expired,
             took_ms = list.elapsed.as_secs_f64() * 1000.0,
             "list loaded"
         );
-        for skipped in list.parsed.skipped.lines.iter().take(SKIPPED_SHOWN) {
+        for skipped in parsed.skipped.lines.iter().take(SKIPPED_SHOWN) {
             tracing::warn!(
-                "{}:{}: {} (line skipped)",
+                "{}:{}: {} (entry skipped)",
                 list.path.display(),
                 skipped.line,
                 skipped.reason
@@ -181,13 +224,52 @@ fn log_lists(config: &Config, lists: &[Arc<LoadedList>], fresh: &[bool]) {
 }
 
 fn log_policy(policy: &Policy, took: Duration) {
+    let memory = crate::memory::Memory::read();
     tracing::info!(
         version = policy.version,
         blocked_names = policy.blocked_names(),
+        ip_triggers = policy.ip_triggers(),
+        allowed_names = policy.allowed_names(),
+        conflicts = policy.conflicts.total,
         index_mib = policy.index_bytes() as f64 / (1024.0 * 1024.0),
+        rss_mib = memory.rss_mib,
+        peak_rss_mib = memory.peak_mib,
         took_ms = took.as_secs_f64() * 1000.0,
         "policy published"
     );
+}
+
+/// Tells of blocklist entries that allowlists protect: a log line for each of the first few,
+/// one for the count, and an event for each one kept.
+fn report_conflicts(policy: &Policy, events: Option<&EventSink>) {
+    let conflicts = &policy.conflicts;
+    for conflict in conflicts.found.iter().take(CONFLICTS_SHOWN) {
+        tracing::warn!(
+            list = %conflict.list.name,
+            entry = %conflict.entry,
+            allowlist = %conflict.allowlist,
+            protected_by = %conflict.protected_by,
+            "blocklist entry overridden by an allowlist"
+        );
+    }
+    if conflicts.total > CONFLICTS_SHOWN {
+        tracing::warn!(
+            conflicts = conflicts.total,
+            events = conflicts.found.len(),
+            "more blocklist entries are overridden by allowlists than are logged"
+        );
+    }
+    let Some(events) = events else {
+        return;
+    };
+    let time = SystemTime::now();
+    for conflict in &conflicts.found {
+        events.emit(ConflictEvent {
+            time,
+            version: policy.version,
+            conflict: conflict.clone(),
+        });
+    }
 }
 
 /// Watches the list folders and SIGHUP, and reloads until `shutdown` is cancelled.

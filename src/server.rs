@@ -69,7 +69,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
-        let reloader = Reloader::new(config, lists);
+        let reloader = Reloader::new(config, lists, Some(events.sink()));
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,

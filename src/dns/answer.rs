@@ -56,8 +56,8 @@ pub struct ExtendedError<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAnswer<'a> {
     pub rcode: Rcode,
-    /// An address record for the question's name, when the question's type matches it.
-    pub address: Option<IpAddr>,
+    /// Address records for the question's name, when the question's type matches them.
+    pub addresses: &'a [IpAddr],
     /// Writes an SOA in the authority section, owned by the question's suffix that starts
     /// at this label (the listed domain), so the negative answer can be cached (RFC 2308 §3).
     pub soa_label: Option<usize>,
@@ -81,10 +81,10 @@ pub fn response_flags(query_flags: u16, rcode: Rcode) -> u16 {
 pub fn write_local(out: &mut Vec<u8>, query: &Query<'_>, answer: &LocalAnswer<'_>) {
     write_question(out, query, answer.rcode);
 
-    if let Some(address) = answer.address {
+    for &address in answer.addresses {
         write_address(out, address, answer.ttl);
-        set_count(out, 6, 1);
     }
+    set_count(out, 6, answer.addresses.len() as u16);
     if let Some(label) = answer.soa_label {
         let owner = HEADER_LEN + label_offset(query.question, label);
         write_soa(out, owner as u16, answer.ttl, answer.serial);
@@ -105,7 +105,7 @@ pub fn write_error(
 ) {
     let answer = LocalAnswer {
         rcode,
-        address: None,
+        addresses: &[],
         soa_label: None,
         ttl: 0,
         serial: 0,
@@ -250,7 +250,7 @@ mod tests {
         let mut out = Vec::new();
         let answer = LocalAnswer {
             rcode: Rcode::NoError,
-            address: Some("0.0.0.0".parse().unwrap()),
+            addresses: &["0.0.0.0".parse().unwrap()],
             soa_label: None,
             ttl: 60,
             serial: 7,
@@ -279,7 +279,7 @@ mod tests {
         let mut out = Vec::new();
         let answer = LocalAnswer {
             rcode: Rcode::NxDomain,
-            address: None,
+            addresses: &[],
             soa_label: Some(2),
             ttl: 30,
             serial: 3,

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use record::{Device, Outcome, QueryEvent, Transport};
+pub use record::{ConflictEvent, Device, Outcome, QueryEvent, Transport};
 
 /// The event log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +40,36 @@ pub struct EventCounters {
     pub failed: AtomicU64,
 }
 
+/// Any event the log writes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Query(QueryEvent),
+    Conflict(ConflictEvent),
+}
+
+impl From<QueryEvent> for Event {
+    fn from(event: QueryEvent) -> Self {
+        Self::Query(event)
+    }
+}
+
+impl From<ConflictEvent> for Event {
+    fn from(event: ConflictEvent) -> Self {
+        Self::Conflict(event)
+    }
+}
+
+impl Event {
+    fn write_json(&self, device: &Device, out: &mut String) {
+        match self {
+            Self::Query(event) => event.write_json(device, out),
+            Self::Conflict(event) => event.write_json(device, out),
+        }
+    }
+}
+
 enum Message {
-    Event(Box<QueryEvent>),
+    Event(Box<Event>),
     Close,
 }
 
@@ -54,8 +82,8 @@ pub struct EventSink {
 
 impl EventSink {
     /// Queues an event without waiting; a full queue drops it and counts the drop.
-    pub fn emit(&self, event: QueryEvent) {
-        match self.queue.try_send(Message::Event(Box::new(event))) {
+    pub fn emit(&self, event: impl Into<Event>) {
+        match self.queue.try_send(Message::Event(Box::new(event.into()))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -183,7 +211,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, event: &QueryEvent, pending: &mut usize) {
+    fn write(&mut self, event: &Event, pending: &mut usize) {
         self.line.clear();
         event.write_json(&self.device, &mut self.line);
         self.line.push('\n');

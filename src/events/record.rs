@@ -1,16 +1,16 @@
-//! A sinkhole event and its JSON form in Microsoft Sentinel's ASIM DNS schema (0.1.7).
+//! Sinkhole events and their JSON form in Microsoft Sentinel's ASIM DNS schema (0.1.7).
 //!
 //! The query path fills a [`QueryEvent`] with what it already has; turning it into JSON
-//! happens on the event writer's thread.
+//! happens on the event writer's thread. A [`ConflictEvent`] tells that a feed tried to block a
+//! name an allowlist protects; it is written once per policy load.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use std::fmt::Write as _;
 
 use super::time::rfc3339_millis;
-use crate::policy::Blocklist;
+use crate::policy::{Conflict, MatchRecord, TriggerKind};
 
 /// The transport a query came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +51,12 @@ pub struct QueryEvent {
     /// The query name, lower case, without the trailing dot.
     pub name: String,
     pub qtype: u16,
-    /// The response code sent to the client.
-    pub rcode: u16,
+    /// The response code sent to the client; `None` when no answer was sent (`drop`).
+    pub rcode: Option<u16>,
     /// The address in the answer, if any (the sinkhole address for a blocked A query).
     pub response: Option<IpAddr>,
-    pub list: Arc<Blocklist>,
-    /// The listed domain that matched.
-    pub domain: String,
+    /// The list entry that matched.
+    pub found: MatchRecord,
     /// For a CNAME hit: the chain from the query name to the name that matched.
     pub chain: Vec<String>,
     pub outcome: Outcome,
@@ -107,37 +106,29 @@ impl QueryEvent {
         let (action, original, severity) = match &self.outcome {
             Outcome::Blocked => (
                 "Blocked",
-                self.list.action.name(),
-                severity(self.list.metadata.confidence),
+                self.found.response().name(),
+                severity(Threat::of(&self.found).confidence),
             ),
             Outcome::Allowed {
                 original_action, ..
             } => ("Allowed", *original_action, "Low"),
         };
         let time = rfc3339_millis(self.time);
-        json.text("TimeGenerated", &time);
-        json.number("EventCount", 1);
-        json.text("EventStartTime", &time);
-        json.text("EventEndTime", &time);
-        json.text("EventType", "Query");
+        write_common(json, &time, "Query", severity, device);
         json.text("EventSubType", "response");
-        json.text(
-            "EventResult",
-            if self.rcode == 0 {
-                "Success"
-            } else {
-                "Failure"
-            },
-        );
-        json.display("EventResultDetails", RcodeName(self.rcode));
-        json.text("EventSeverity", severity);
-        json.text("EventProduct", "sinkhole");
-        json.text("EventProductVersion", env!("CARGO_PKG_VERSION"));
-        json.text("EventVendor", "sinkhole");
-        json.text("EventSchema", "Dns");
-        json.text("EventSchemaVersion", "0.1.7");
-        json.text("Dvc", &device.name);
-        json.text("DvcHostname", &device.hostname);
+        match self.rcode {
+            Some(rcode) => {
+                json.text(
+                    "EventResult",
+                    if rcode == 0 { "Success" } else { "Failure" },
+                );
+                json.display("EventResultDetails", RcodeName(rcode));
+            }
+            None => {
+                json.text("EventResult", "Failure");
+                json.text("EventResultDetails", "NA");
+            }
+        }
         json.text("DvcAction", action);
         json.text("DvcOriginalAction", original);
     }
@@ -162,7 +153,9 @@ impl QueryEvent {
         );
         json.number("DnsQueryClass", 1);
         json.text("DnsQueryClassName", "IN");
-        json.number("DnsResponseCode", u64::from(self.rcode));
+        if let Some(rcode) = self.rcode {
+            json.number("DnsResponseCode", u64::from(rcode));
+        }
         if let Some(address) = self.response {
             json.display("DnsResponseName", address);
         }
@@ -174,21 +167,13 @@ impl QueryEvent {
 
     /// The rule and indicator fields, and the details ASIM has no field for.
     fn write_threat_fields(&self, json: &mut JsonObject<'_>) {
-        let metadata = &self.list.metadata;
-        json.text("RuleName", &self.list.name);
-        json.text("ThreatField", "Domain");
-        json.optional_text("ThreatName", metadata.family.as_deref());
-        json.optional_text("ThreatCategory", metadata.threat_type.as_deref());
-        if let Some(confidence) = metadata.confidence {
-            json.number("ThreatConfidence", u64::from(confidence));
-        }
-        json.optional_text("ThreatFirstReportedTime", metadata.first_seen.as_deref());
-
-        let mut additional = json.object("AdditionalFields");
-        additional.text("matched_ioc", &self.domain);
-        additional.text("ioc_type", "domain");
-        additional.text("list", &self.list.name);
-        additional.optional_text("source", metadata.source.as_deref());
+        let found = &self.found;
+        let threat_ip = match found.kind {
+            TriggerKind::Domain => None,
+            TriggerKind::ClientIp => Some(plain_ip(self.client.ip())),
+            TriggerKind::ResponseIp => found.address,
+        };
+        let mut additional = write_threat(json, found, threat_ip);
         if let Some(matched) = self.chain.last() {
             additional.texts("cname_chain", &self.chain);
             additional.text("matched_name", matched);
@@ -205,6 +190,146 @@ impl QueryEvent {
         self.write_json(device, &mut line);
         line
     }
+}
+
+/// One blocklist entry that a feed tried to use against a protected name.
+#[derive(Debug, Clone)]
+pub struct ConflictEvent {
+    pub time: SystemTime,
+    /// The policy version that found it.
+    pub version: u64,
+    pub conflict: Conflict,
+}
+
+impl ConflictEvent {
+    /// Appends the event as one line of JSON, without the newline, to `out`.
+    pub fn write_json(&self, device: &Device, out: &mut String) {
+        let conflict = &self.conflict;
+        let found = MatchRecord {
+            list: conflict.list.clone(),
+            rule: conflict.rule,
+            entry: conflict.entry.clone(),
+            kind: TriggerKind::Domain,
+            address: None,
+        };
+        let mut json = JsonObject::open(out);
+        let time = rfc3339_millis(self.time);
+        write_common(&mut json, &time, "PolicyConflict", "Medium", device);
+        json.text("EventResult", "Success");
+        json.text("DvcAction", "Allowed");
+        json.text("DvcOriginalAction", found.response().name());
+        let listed = conflict.entry.trim_start_matches(['*', '=']);
+        json.text("DnsQuery", listed.trim_start_matches('.'));
+        let mut additional = write_threat(&mut json, &found, None);
+        additional.text("allowlist", &conflict.allowlist);
+        additional.text("protected_by", &conflict.protected_by);
+        additional.number("policy_version", self.version);
+        additional.close();
+        json.close();
+    }
+}
+
+/// The fields every event starts with.
+fn write_common(
+    json: &mut JsonObject<'_>,
+    time: &str,
+    event_type: &str,
+    severity: &str,
+    device: &Device,
+) {
+    json.text("TimeGenerated", time);
+    json.number("EventCount", 1);
+    json.text("EventStartTime", time);
+    json.text("EventEndTime", time);
+    json.text("EventType", event_type);
+    json.text("EventSeverity", severity);
+    json.text("EventProduct", "sinkhole");
+    json.text("EventProductVersion", env!("CARGO_PKG_VERSION"));
+    json.text("EventVendor", "sinkhole");
+    json.text("EventSchema", "Dns");
+    json.text("EventSchemaVersion", "0.1.7");
+    json.text("Dvc", &device.name);
+    json.text("DvcHostname", &device.hostname);
+}
+
+/// What is known of the indicator behind a match: the feed's data, else the list's config.
+struct Threat<'a> {
+    id: Option<&'a str>,
+    family: Option<&'a str>,
+    category: Option<&'a str>,
+    confidence: Option<u8>,
+    first_seen: Option<&'a str>,
+    last_seen: Option<&'a str>,
+}
+
+impl<'a> Threat<'a> {
+    fn of(found: &'a MatchRecord) -> Self {
+        let ioc = found.indicator();
+        let list = &found.list.metadata;
+        Self {
+            id: ioc.and_then(|ioc| ioc.id.as_deref()),
+            family: ioc
+                .and_then(|ioc| ioc.family.as_deref())
+                .or(list.family.as_deref()),
+            category: ioc
+                .and_then(|ioc| ioc.threat_type.as_deref())
+                .or(list.threat_type.as_deref()),
+            confidence: ioc.and_then(|ioc| ioc.confidence).or(list.confidence),
+            first_seen: ioc
+                .and_then(|ioc| ioc.first_seen.as_deref())
+                .or(list.first_seen.as_deref()),
+            last_seen: ioc.and_then(|ioc| ioc.last_seen.as_deref()),
+        }
+    }
+}
+
+/// Writes the rule and threat fields of a match and opens `AdditionalFields` with the
+/// indicator's details; the caller adds its own and closes it.
+fn write_threat<'j>(
+    json: &'j mut JsonObject<'_>,
+    found: &MatchRecord,
+    threat_ip: Option<IpAddr>,
+) -> JsonObject<'j> {
+    let threat = Threat::of(found);
+    let list = &found.list;
+    json.text("RuleName", &list.name);
+    let field = match found.kind {
+        TriggerKind::Domain => "Domain",
+        TriggerKind::ClientIp => "SrcIpAddr",
+        TriggerKind::ResponseIp => "DnsResponseName",
+    };
+    json.text("ThreatField", field);
+    if let Some(address) = threat_ip {
+        json.display("ThreatIpAddr", plain_ip(address));
+    }
+    json.optional_text("ThreatId", threat.id);
+    json.optional_text("ThreatName", threat.family);
+    json.optional_text("ThreatCategory", threat.category);
+    if let Some(confidence) = threat.confidence {
+        json.number("ThreatConfidence", u64::from(confidence));
+    }
+    json.optional_text("ThreatFirstReportedTime", threat.first_seen);
+    json.optional_text("ThreatLastReportedTime", threat.last_seen);
+
+    let ioc = found.indicator();
+    let mut additional = json.object("AdditionalFields");
+    additional.text("matched_ioc", &found.entry);
+    let ioc_type = match found.kind {
+        TriggerKind::Domain => "domain",
+        TriggerKind::ClientIp | TriggerKind::ResponseIp => "ip",
+    };
+    let feed_type = ioc.and_then(|ioc| ioc.ioc_type.as_deref());
+    additional.text("ioc_type", feed_type.unwrap_or(ioc_type));
+    additional.optional_text("ioc_value", ioc.and_then(|ioc| ioc.value.as_deref()));
+    additional.optional_text("malware", ioc.and_then(|ioc| ioc.malware.as_deref()));
+    if let Some(ioc) = ioc.filter(|ioc| !ioc.tags.is_empty()) {
+        additional.texts("tags", &ioc.tags);
+    }
+    additional.optional_text("reference", ioc.and_then(|ioc| ioc.reference.as_deref()));
+    additional.text("list", &list.name);
+    additional.text("list_format", list.format.name());
+    additional.optional_text("source", list.metadata.source.as_deref());
+    additional
 }
 
 /// Writes the members of one JSON object into a string.
@@ -334,28 +459,55 @@ impl std::fmt::Display for RcodeName {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Action;
-    use crate::policy::IocMetadata;
+    use crate::config::Config;
+    use crate::lists::{Format, Indicator, ListBuilder, ListOptions, LoadedList};
+    use crate::policy::Blocklist;
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
-    pub(crate) fn event(outcome: Outcome) -> QueryEvent {
-        let list = Arc::new(Blocklist {
-            name: "threatfox-remus".into(),
+    /// The Remus list of the default config; rule 1 is an indicator of the feed's own.
+    pub(crate) fn remus_list() -> Arc<Blocklist> {
+        let text = r#"
+            [[blocklist]]
+            name = "threatfox-remus"
+            path = "remus.txt"
+            source = "ThreatFox"
+            family = "Remus"
+            threat_type = "botnet_cc"
+            confidence = 100
+            first_seen = "2026-06-06"
+        "#;
+        let config = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let options = ListOptions::default();
+        let mut builder = ListBuilder::new(&options, 0);
+        builder.block("posdteu.shop", 1);
+        let indicator = Indicator {
+            id: Some("9000102".into()),
+            value: Some("https://mathlah.com/gate.php".into()),
+            ioc_type: Some("url".into()),
+            family: Some("Remus Loader".into()),
+            confidence: Some(50),
+            last_seen: Some("2026-06-07T10:00:00Z".into()),
+            tags: vec!["Remus".into(), "loader".into()],
+            ..Indicator::default()
+        };
+        builder.indicator(indicator, None).unwrap();
+        let loaded = LoadedList {
             path: "remus.txt".into(),
-            action: Action::Sinkhole,
-            ipv4: "0.0.0.0".parse().unwrap(),
-            ipv6: "::".parse().unwrap(),
-            ttl: 60,
-            metadata: IocMetadata {
-                source: Some("ThreatFox".into()),
-                family: Some("Remus".into()),
-                threat_type: Some("botnet_cc".into()),
-                confidence: Some(100),
-                first_seen: Some("2026-06-06T00:00:00Z".into()),
-            },
-            entries: 4,
-            blocked_text: "blocked by list threatfox-remus".into(),
-        });
+            parsed: builder.finish(Format::Domains),
+            elapsed: Duration::ZERO,
+        };
+        Arc::new(Blocklist::new(&config.blocklists[0], &loaded, &config))
+    }
+
+    pub(crate) fn event(outcome: Outcome) -> QueryEvent {
+        let found = MatchRecord {
+            list: remus_list(),
+            rule: 0,
+            entry: "posdteu.shop".into(),
+            kind: TriggerKind::Domain,
+            address: None,
+        };
         QueryEvent {
             time: UNIX_EPOCH + Duration::from_millis(1_780_738_211_412),
             client: "[::ffff:10.20.14.37]:53012".parse().unwrap(),
@@ -364,10 +516,9 @@ pub(crate) mod tests {
             id: 0x3fa1,
             name: "www.posdteu.shop".into(),
             qtype: 28,
-            rcode: 0,
+            rcode: Some(0),
             response: Some("::".parse().unwrap()),
-            list,
-            domain: "posdteu.shop".into(),
+            found,
             chain: Vec::new(),
             outcome,
             upstream_ms: None,
@@ -417,6 +568,69 @@ pub(crate) mod tests {
         assert_eq!(json["SrcPortNumber"], 53012);
         assert_eq!(json["DnsResponseCode"], 0);
         assert_eq!(json["AdditionalFields"]["matched_ioc"], "posdteu.shop");
+    }
+
+    #[test]
+    fn indicator_metadata_comes_before_the_lists() {
+        let mut event = event(Outcome::Blocked);
+        event.found = MatchRecord {
+            rule: 1,
+            entry: "198.51.100.7/32".into(),
+            kind: TriggerKind::ResponseIp,
+            address: Some("198.51.100.7".parse().unwrap()),
+            ..event.found
+        };
+        let json: serde_json::Value = serde_json::from_str(&event.to_json(&device())).unwrap();
+        assert_eq!(json["ThreatField"], "DnsResponseName");
+        assert_eq!(json["ThreatIpAddr"], "198.51.100.7");
+        assert_eq!(json["ThreatId"], "9000102");
+        assert_eq!(json["ThreatName"], "Remus Loader");
+        assert_eq!(json["ThreatCategory"], "botnet_cc");
+        assert_eq!(json["ThreatConfidence"], 50);
+        assert_eq!(json["EventSeverity"], "Medium");
+        assert_eq!(json["ThreatFirstReportedTime"], "2026-06-06T00:00:00Z");
+        assert_eq!(json["ThreatLastReportedTime"], "2026-06-07T10:00:00Z");
+        let additional = &json["AdditionalFields"];
+        assert_eq!(additional["ioc_type"], "url");
+        assert_eq!(additional["ioc_value"], "https://mathlah.com/gate.php");
+        assert_eq!(additional["tags"][1], "loader");
+        assert_eq!(additional["matched_ioc"], "198.51.100.7/32");
+    }
+
+    #[test]
+    fn dropped_query_has_no_response_code() {
+        let mut event = event(Outcome::Blocked);
+        event.rcode = None;
+        let json: serde_json::Value = serde_json::from_str(&event.to_json(&device())).unwrap();
+        assert_eq!(json["EventResult"], "Failure");
+        assert_eq!(json["EventResultDetails"], "NA");
+        assert!(json.get("DnsResponseCode").is_none());
+    }
+
+    #[test]
+    fn conflict_event_names_both_lists() {
+        let conflict = Conflict {
+            list: remus_list(),
+            rule: 0,
+            entry: "*.windowsupdate.com".into(),
+            allowlist: "microsoft-update".into(),
+            protected_by: "windowsupdate.com".into(),
+        };
+        let event = ConflictEvent {
+            time: UNIX_EPOCH,
+            version: 3,
+            conflict,
+        };
+        let mut line = String::new();
+        event.write_json(&device(), &mut line);
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["EventType"], "PolicyConflict");
+        assert_eq!(json["DvcAction"], "Allowed");
+        assert_eq!(json["DnsQuery"], "windowsupdate.com");
+        assert_eq!(json["RuleName"], "threatfox-remus");
+        assert_eq!(json["ThreatName"], "Remus");
+        assert_eq!(json["AdditionalFields"]["allowlist"], "microsoft-update");
+        assert_eq!(json["AdditionalFields"]["policy_version"], 3);
     }
 
     #[test]

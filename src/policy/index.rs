@@ -2,13 +2,14 @@
 //! its parents?" in a few hash probes.
 //!
 //! The names stay where the lists keep them (see [`Names`]); the index adds one 16-byte slot
-//! per name in a table about a quarter larger than the name count. A name's home in the table
-//! is its 64-bit hash scaled to the table's size, and the slots are laid out in hash order,
-//! each at its home or just after the slot before it. A probe therefore starts at the home
-//! and reads forward only past smaller hashes: usually one cache line, and a second memory
-//! read (the name's text) only when the hash matches. A lookup probes each suffix of the
-//! query name (longest first), so its cost depends on the query's label count, not on how
-//! many names or lists are loaded.
+//! per name in a table about a quarter larger than the name count. A slot holds the top 32
+//! bits of the name's hash (its tag), where the name is, and the entry's reach ([`Scope`]) and
+//! rule, so per-entry data costs nothing extra. A name's home in the table is its tag scaled
+//! to the table's size, and the slots are laid out in tag order, each at its home or just
+//! after the slot before it. A probe therefore starts at the home and reads forward only past
+//! smaller tags: usually one cache line, and a second memory read (the name's text) only when
+//! the tag matches. A lookup probes each suffix of the query name (longest first), so its cost
+//! depends on the query's label count, not on how many names or lists are loaded.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use crate::dns::name::QueryName;
-use crate::lists::Names;
+use crate::lists::{Attr, NameTriggers, Names, Scope};
 
 /// Fixed seed: the index is rebuilt on every load, so only speed matters, not secrecy; a
 /// query cannot steer a name into a slow path because a run of slots stays short.
@@ -29,22 +30,32 @@ fn hash(name: &[u8]) -> u64 {
     FixedState::with_seed(HASH_SEED).hash_one(name)
 }
 
+/// The part of a name's hash a slot keeps, which also places and orders it in the table.
+fn tag(name: &[u8]) -> u32 {
+    (hash(name) >> 32) as u32
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    hash: u64,
+    tag: u32,
     /// Where the name starts in its list's text.
     offset: u32,
+    /// The entry's rule in its list.
+    rule: u32,
     /// Which of the index's name lists holds the name; `EMPTY` for a free slot.
     list: u16,
     len: u8,
+    scope: u8,
 }
 
 const EMPTY: u16 = u16::MAX;
 const FREE: Slot = Slot {
-    hash: 0,
+    tag: 0,
     offset: 0,
+    rule: 0,
     list: EMPTY,
     len: 0,
+    scope: 0,
 };
 
 /// Collects name lists, then builds a [`DomainIndex`].
@@ -63,35 +74,42 @@ impl DomainIndexBuilder {
     }
 
     /// Adds every name of a list; lookups report the list by the order it was added in
-    /// (0 for the first). When a name is in several lists, the first list wins. Lists after
-    /// the 65535th are not indexed.
-    pub fn add_list(&mut self, names: Arc<Names>) {
+    /// (0 for the first). When a name is in several lists with the same reach, the first list
+    /// wins. Lists after the 65535th are not indexed.
+    pub fn add_list(&mut self, triggers: &NameTriggers) {
         let list = match u16::try_from(self.lists.len()) {
             Ok(list) if list != EMPTY => list,
             _ => return,
         };
-        let slots = names.spans().map(|(offset, name)| Slot {
-            hash: hash(name.as_bytes()),
-            offset,
-            list,
-            len: name.len() as u8,
+        let names = &triggers.names;
+        let slots = names.spans().enumerate().map(|(index, (offset, name))| {
+            let Attr { rule, scope } = triggers.attr(index);
+            Slot {
+                tag: tag(name.as_bytes()),
+                offset,
+                rule,
+                list,
+                len: name.len() as u8,
+                scope: scope as u8,
+            }
         });
         self.slots.extend(slots);
-        self.lists.push(names);
+        self.lists.push(names.clone());
     }
 
     pub fn build(self) -> DomainIndex {
         let Self { mut slots, lists } = self;
-        // A stable sort keeps insertion order among equal hashes, so the first list wins.
-        slots.sort_by_key(|slot| slot.hash);
-        let text = |slot: &Slot| text_of(&lists, slot);
+        // A stable sort keeps insertion order among equal tags, so the first list wins.
+        slots.sort_by_key(|slot| slot.tag);
+        let same =
+            |a: &Slot, b: &Slot| a.scope == b.scope && text_of(&lists, a) == text_of(&lists, b);
         let mut kept: Vec<Slot> = Vec::with_capacity(slots.len());
         for slot in slots {
             let duplicate = kept
                 .iter()
                 .rev()
-                .take_while(|earlier| earlier.hash == slot.hash)
-                .any(|earlier| text(earlier) == text(&slot));
+                .take_while(|earlier| earlier.tag == slot.tag)
+                .any(|earlier| same(earlier, &slot));
             if !duplicate {
                 kept.push(slot);
             }
@@ -102,7 +120,7 @@ impl DomainIndexBuilder {
         let mut table = vec![FREE; homes];
         let mut next = 0usize;
         for slot in kept {
-            let at = home(slot.hash, homes).max(next);
+            let at = home(slot.tag, homes).max(next);
             if at < table.len() {
                 table[at] = slot;
             } else {
@@ -120,9 +138,9 @@ impl DomainIndexBuilder {
     }
 }
 
-/// The hash scaled to `0..homes`; it grows with the hash, so the table stays in hash order.
-fn home(hash: u64, homes: usize) -> usize {
-    ((u128::from(hash) * homes as u128) >> 64) as usize
+/// The tag scaled to `0..homes`; it grows with the tag, so the table stays in tag order.
+fn home(tag: u32, homes: usize) -> usize {
+    ((u64::from(tag) * homes as u64) >> 32) as usize
 }
 
 fn text_of<'a>(lists: &'a [Arc<Names>], slot: &Slot) -> &'a [u8] {
@@ -140,6 +158,9 @@ pub struct IndexHit<'a> {
     pub list: u32,
     /// The label of the query name where the listed domain starts (0: the name itself).
     pub label: usize,
+    /// The entry's rule in its list, and its reach.
+    pub rule: u32,
+    pub scope: Scope,
 }
 
 /// An immutable set of domains; see the module documentation.
@@ -167,31 +188,48 @@ impl DomainIndex {
         self.names == 0
     }
 
-    /// The most specific listed domain that is `name` or one of its parents.
+    /// The most specific listed domain that covers `name`: the name itself, or a parent
+    /// whose entry reaches its subdomains.
     pub fn lookup(&self, name: &QueryName) -> Option<IndexHit<'_>> {
         if self.is_empty() {
             return None;
         }
         name.suffixes()
-            .find_map(|(label, suffix)| self.get(suffix).map(|hit| IndexHit { label, ..hit }))
+            .find_map(|(label, suffix)| self.get(suffix, label))
     }
 
-    /// The exact name, if it is listed (`label` of the hit is 0).
-    pub fn get(&self, name: &[u8]) -> Option<IndexHit<'_>> {
-        let hash = hash(name);
-        for slot in &self.table[home(hash, self.homes)..] {
-            if slot.list == EMPTY || slot.hash > hash {
+    /// Like [`DomainIndex::lookup`], for a name already in the index's form (a listed name).
+    pub fn lookup_text(&self, name: &str) -> Option<IndexHit<'_>> {
+        if self.is_empty() {
+            return None;
+        }
+        let starts = std::iter::once(0).chain(name.match_indices('.').map(|(at, _)| at + 1));
+        starts
+            .enumerate()
+            .find_map(|(label, start)| self.get(&name.as_bytes()[start..], label))
+    }
+
+    /// The first entry for exactly `name` whose reach covers a query name where `name`
+    /// starts at label `label` (0: the query name itself).
+    pub fn get(&self, name: &[u8], label: usize) -> Option<IndexHit<'_>> {
+        let tag = tag(name);
+        for slot in &self.table[home(tag, self.homes)..] {
+            if slot.list == EMPTY || slot.tag > tag {
                 return None;
             }
-            if slot.hash == hash && usize::from(slot.len) == name.len() {
-                let listed = text_of(&self.lists, slot);
-                if listed == name {
-                    return Some(IndexHit {
-                        domain: listed,
-                        list: u32::from(slot.list),
-                        label: 0,
-                    });
-                }
+            let scope = Scope::from_u8(slot.scope);
+            if slot.tag != tag || usize::from(slot.len) != name.len() || !scope.covers(label) {
+                continue;
+            }
+            let listed = text_of(&self.lists, slot);
+            if listed == name {
+                return Some(IndexHit {
+                    domain: listed,
+                    list: u32::from(slot.list),
+                    label,
+                    rule: slot.rule,
+                    scope,
+                });
             }
         }
         None
@@ -208,11 +246,18 @@ impl DomainIndex {
 mod tests {
     use super::*;
 
+    fn triggers(names: Names) -> NameTriggers {
+        NameTriggers {
+            names: Arc::new(names),
+            ..NameTriggers::default()
+        }
+    }
+
     /// One list per name, so a hit's list number is the name's position.
     fn index(names: &[&str]) -> DomainIndex {
         let mut builder = DomainIndexBuilder::default();
         for name in names {
-            builder.add_list(Arc::new(std::iter::once(*name).collect()));
+            builder.add_list(&triggers(std::iter::once(*name).collect()));
         }
         builder.build()
     }
@@ -256,7 +301,7 @@ mod tests {
             .collect();
         let names: Names = text.iter().map(String::as_str).collect();
         let mut builder = DomainIndexBuilder::default();
-        builder.add_list(Arc::new(names));
+        builder.add_list(&triggers(names));
         let index = builder.build();
         assert_eq!(index.len(), text.len());
         for name in text.iter().step_by(997) {
@@ -264,6 +309,37 @@ mod tests {
             assert_eq!((hit.list, hit.domain), (0, name.as_bytes()));
         }
         assert!(lookup(&index, "n1.example2.net").is_none());
+    }
+
+    #[test]
+    fn each_entry_reaches_as_far_as_its_scope() {
+        let names: Names = ["exact.test", "wild.test", "wild.test", "all.test"]
+            .into_iter()
+            .collect();
+        let attr = |rule, scope| Attr { rule, scope };
+        let attrs = [
+            attr(1, Scope::NameOnly),
+            attr(2, Scope::SubdomainsOnly),
+            attr(3, Scope::NameOnly),
+            attr(4, Scope::NameAndSubdomains),
+        ];
+        let triggers = NameTriggers {
+            names: Arc::new(names),
+            attrs: Some(attrs.into()),
+            scope: Scope::NameAndSubdomains,
+        };
+        let mut builder = DomainIndexBuilder::default();
+        builder.add_list(&triggers);
+        let index = builder.build();
+        let rule = |name| lookup(&index, name).map(|hit| hit.rule);
+
+        assert_eq!(rule("exact.test"), Some(1));
+        assert_eq!(rule("a.exact.test"), None);
+        assert_eq!(rule("wild.test"), Some(3));
+        assert_eq!(rule("a.b.wild.test"), Some(2));
+        assert_eq!(rule("all.test"), Some(4));
+        assert_eq!(rule("x.all.test"), Some(4));
+        assert_eq!(index.lookup_text("x.all.test").unwrap().label, 1);
     }
 
     #[test]

@@ -1,70 +1,40 @@
 //! The policy: one immutable snapshot of every list and rule, and the decision for one query.
 //!
-//! Precedence, highest first: an exempt client, an allowlisted name, a blocklisted name, and
-//! otherwise forwarding. Among blocklists the most specific listed domain decides; when two
-//! lists hold the same domain, the one earlier in the config decides.
+//! Precedence, highest first:
+//! 1. an exempt client (`[[exempt]]`): nothing is blocked;
+//! 2. an allowlisted name (`[[allowlist]]`, AdBlock `@@` and RPZ PASSTHRU entries): let through;
+//! 3. a client-IP trigger (RPZ `rpz-client-ip`), most specific network first;
+//! 4. a name trigger: the most specific listed domain (the name itself before a parent), then
+//!    the list that comes first in the config;
+//! 5. after the upstream answered: the names of the answer's CNAME chain in chain order, then
+//!    response-IP triggers on its addresses, most specific network first.
+//!
+//! Lists with `action = "log-only"` are consulted only when no enforcing list matched, so a
+//! feed in shadow mode never hides a match of an enforcing one; their matches change nothing
+//! but are written as events.
 
+pub mod blocklist;
+pub mod conflicts;
 pub mod index;
+pub mod listing;
+pub mod networks;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+pub use blocklist::{
+    BlockMatch, Blocklist, IocMetadata, ListCounts, MatchRecord, Response, Trigger, TriggerKind,
+};
+pub use conflicts::Conflict;
+
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Action, BlocklistConfig, Config};
+use crate::config::Config;
 use crate::dns::name::QueryName;
-use crate::lists::LoadedList;
-use index::{DomainIndex, DomainIndexBuilder, IndexHit};
-
-/// What the threat intel says about a list's indicators.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IocMetadata {
-    pub source: Option<String>,
-    pub family: Option<String>,
-    pub threat_type: Option<String>,
-    pub confidence: Option<u8>,
-    /// RFC 3339 time.
-    pub first_seen: Option<String>,
-}
-
-/// A loaded blocklist and how it answers.
-#[derive(Debug)]
-pub struct Blocklist {
-    pub name: String,
-    pub path: PathBuf,
-    pub action: Action,
-    pub ipv4: Ipv4Addr,
-    pub ipv6: Ipv6Addr,
-    pub ttl: u32,
-    pub metadata: IocMetadata,
-    pub entries: usize,
-    /// The Extended DNS Error text of its blocked answers.
-    pub blocked_text: String,
-}
-
-impl Blocklist {
-    fn new(list: &BlocklistConfig, loaded: &LoadedList, config: &Config) -> Self {
-        let first_seen = list.first_seen.as_deref();
-        Self {
-            name: list.name.clone(),
-            path: loaded.path.clone(),
-            action: list.action,
-            ipv4: list.ipv4.unwrap_or(config.sinkhole.ipv4),
-            ipv6: list.ipv6.unwrap_or(config.sinkhole.ipv6),
-            ttl: list.ttl.unwrap_or(config.sinkhole.ttl),
-            metadata: IocMetadata {
-                source: list.source.clone(),
-                family: list.family.clone(),
-                threat_type: list.threat_type.clone(),
-                confidence: list.confidence,
-                first_seen: first_seen.and_then(crate::events::time::parse_date_or_time),
-            },
-            entries: loaded.parsed.block.len(),
-            blocked_text: format!("blocked by list {}", list.name),
-        }
-    }
-}
+use crate::lists::{LoadedList, NameTriggers};
+use index::{DomainIndex, DomainIndexBuilder};
+use networks::NetworkIndex;
 
 /// A loaded allowlist.
 #[derive(Debug)]
@@ -72,6 +42,8 @@ pub struct Allowlist {
     pub name: String,
     pub path: PathBuf,
     pub entries: usize,
+    /// Every name it protects, kept for `sinkhole check`.
+    pub names: Vec<NameTriggers>,
 }
 
 /// A group of clients that is never blocked.
@@ -81,28 +53,12 @@ struct Exemption {
     networks: Vec<IpNet>,
 }
 
-/// A blocklist entry that matched a name.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockMatch<'p> {
-    pub list: &'p Arc<Blocklist>,
-    /// The listed domain that matched.
-    pub domain: &'p [u8],
-    /// The label of the name where the listed domain starts.
-    pub label: usize,
-}
-
-impl BlockMatch<'_> {
-    pub fn domain_text(&self) -> String {
-        String::from_utf8_lossy(self.domain).into_owned()
-    }
-}
-
 /// Why a query that a blocklist matches is let through anyway.
 #[derive(Debug, Clone, Copy)]
 pub enum Exception<'p> {
     /// The client is exempt; the name of its `[[exempt]]` group.
     Client(&'p str),
-    /// The name is allowlisted: the allowlist and its entry.
+    /// The name is allowlisted: the list that protects it and its entry.
     Name {
         allowlist: &'p str,
         domain: &'p [u8],
@@ -112,16 +68,62 @@ pub enum Exception<'p> {
 /// The policy's decision for one query.
 #[derive(Debug, Clone, Copy)]
 pub enum Decision<'p> {
-    /// No list has anything to say: forward, and check the answer's CNAME chain.
-    Forward,
-    /// Answer locally as the list says; nothing goes upstream.
+    /// No enforcing list matched: forward, and check the answer. `shadow` is a log-only
+    /// list's match, to be written as an event once the answer is known.
+    Forward { shadow: Option<BlockMatch<'p>> },
+    /// Answer as the entry says; nothing goes upstream.
     Block(BlockMatch<'p>),
-    /// Forward unchanged, without CNAME checks. `blocked` is the blocklist entry that was
-    /// overridden, if any, so the exception can be logged.
+    /// Forward unchanged, without checking the answer. `blocked` is the blocklist entry that
+    /// was overridden, if any, so the exception can be logged.
     Except {
         exception: Exception<'p>,
         blocked: Option<BlockMatch<'p>>,
     },
+}
+
+/// A match in an upstream's answer.
+#[derive(Debug, Clone)]
+pub struct AnswerMatch<'p> {
+    pub found: BlockMatch<'p>,
+    /// The CNAME chain link that matched; `None` for a response-IP trigger.
+    pub link: Option<QueryName>,
+}
+
+/// The triggers of one group of blocklists (enforcing, or log-only).
+#[derive(Debug)]
+struct Triggers {
+    names: DomainIndex,
+    answers: NetworkIndex,
+    clients: NetworkIndex,
+    /// The position in `Policy::blocklists` of each list, by its number in the indexes.
+    lists: Vec<usize>,
+}
+
+impl Triggers {
+    fn build(blocklists: &[Arc<Blocklist>], lists: &[Arc<LoadedList>], log_only: bool) -> Self {
+        let members: Vec<usize> = (0..blocklists.len())
+            .filter(|&at| blocklists[at].is_log_only() == log_only)
+            .collect();
+        let names = members.iter().map(|&at| lists[at].parsed.block.len()).sum();
+        let mut builder = DomainIndexBuilder::with_capacity(names);
+        members
+            .iter()
+            .for_each(|&at| builder.add_list(&lists[at].parsed.block));
+        let answers = members.iter().map(|&at| &lists[at].parsed.response_ips[..]);
+        let clients = members.iter().map(|&at| &lists[at].parsed.client_ips[..]);
+        Self {
+            names: builder.build(),
+            answers: NetworkIndex::build(answers),
+            clients: NetworkIndex::build(clients),
+            lists: members,
+        }
+    }
+
+    fn list<'p>(&self, blocklists: &'p [Arc<Blocklist>], number: u32) -> &'p Arc<Blocklist> {
+        // Every number in the indexes was made from `lists`, which holds positions of
+        // `blocklists`.
+        &blocklists[self.lists[number as usize]]
+    }
 }
 
 /// One immutable snapshot of the policy. The query path only ever reads it.
@@ -131,10 +133,15 @@ pub struct Policy {
     pub version: u64,
     pub blocklists: Vec<Arc<Blocklist>>,
     pub allowlists: Vec<Allowlist>,
-    blocked: DomainIndex,
+    enforced: Triggers,
+    shadow: Triggers,
     allowed: DomainIndex,
+    /// The list behind each number of `allowed`.
+    allow_sources: Vec<String>,
     exemptions: Vec<Exemption>,
     clients: Vec<IpNet>,
+    /// Blocklist entries that an allowlist protects, found while building.
+    pub conflicts: conflicts::Conflicts,
 }
 
 impl Policy {
@@ -148,40 +155,33 @@ impl Policy {
             .zip(block_lists)
             .map(|(list, loaded)| Arc::new(Blocklist::new(list, loaded, config)))
             .collect();
-        let allowlists = config
+        let allowlists: Vec<Allowlist> = config
             .allowlists
             .iter()
             .zip(allow_lists)
             .map(|(list, loaded)| Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
-                entries: loaded.parsed.block.len(),
+                entries: loaded.parsed.block.len() + loaded.parsed.allow.len(),
+                names: vec![loaded.parsed.block.clone(), loaded.parsed.allow.clone()],
             })
             .collect();
-        let exemptions = config
-            .exemptions
-            .iter()
-            .map(|exempt| Exemption {
-                name: exempt.name.clone(),
-                networks: exempt.clients.iter().map(|network| network.0).collect(),
-            })
-            .collect();
-        let clients = config
-            .server
-            .allow_clients
-            .iter()
-            .map(|network| network.0)
-            .collect();
+        let (allowed, allow_sources) = allowed_index(&blocklists, &allowlists);
 
-        Self {
+        let mut policy = Self {
             version,
+            enforced: Triggers::build(&blocklists, block_lists, false),
+            shadow: Triggers::build(&blocklists, block_lists, true),
             blocklists,
             allowlists,
-            blocked: index_of(block_lists),
-            allowed: index_of(allow_lists),
-            exemptions,
-            clients,
-        }
+            allowed,
+            allow_sources,
+            exemptions: exemptions(config),
+            clients: config.server.allow_clients.iter().map(|n| n.0).collect(),
+            conflicts: conflicts::Conflicts::default(),
+        };
+        policy.conflicts = conflicts::find(&policy);
+        policy
     }
 
     /// Whether this client may query at all.
@@ -192,44 +192,106 @@ impl Policy {
 
     /// The decision for a query for `name` from `client`.
     pub fn decide(&self, name: &QueryName, client: IpAddr) -> Decision<'_> {
-        let exemption = self.exemption(client);
-        let allowed = self.allowed.lookup(name);
-        let blocked = self.blocklist_match(name);
-
-        if let Some(group) = exemption {
+        if let Some(group) = self.exemption(client) {
+            let blocked = self.query_match(&self.enforced, name, client);
             let exception = Exception::Client(group);
             return Decision::Except { exception, blocked };
         }
-        if let Some(hit) = allowed {
-            let allowlist = &self.allowlists[hit.list as usize].name;
+        if let Some(hit) = self.allowed.lookup(name) {
+            let blocked = self.query_match(&self.enforced, name, client);
             let exception = Exception::Name {
-                allowlist,
+                allowlist: &self.allow_sources[hit.list as usize],
                 domain: hit.domain,
             };
             return Decision::Except { exception, blocked };
         }
-        match blocked {
+        match self.query_match(&self.enforced, name, client) {
             Some(found) => Decision::Block(found),
-            None => Decision::Forward,
+            None => Decision::Forward {
+                shadow: self.query_match(&self.shadow, name, client),
+            },
         }
     }
 
-    /// The blocklist entry for a name in an answer's CNAME chain, unless it is allowlisted.
-    pub fn chain_link_blocked(&self, name: &QueryName) -> Option<BlockMatch<'_>> {
-        if self.allowed.lookup(name).is_some() {
+    /// The first match in an upstream's answer: its CNAME chain (allowlisted links excepted),
+    /// then its addresses. `log_only` asks the log-only lists instead of the enforcing ones.
+    pub fn answer_match(
+        &self,
+        chain: &[QueryName],
+        addresses: &[IpAddr],
+        log_only: bool,
+    ) -> Option<AnswerMatch<'_>> {
+        let triggers = if log_only {
+            &self.shadow
+        } else {
+            &self.enforced
+        };
+        let link = chain
+            .iter()
+            .filter(|link| self.allowed.lookup(link).is_none())
+            .find_map(|link| Some((self.name_match(triggers, link)?, link.clone())));
+        if let Some((found, link)) = link {
+            let link = Some(link);
+            return Some(AnswerMatch { found, link });
+        }
+        if triggers.answers.is_empty() {
             return None;
         }
-        self.blocklist_match(name)
+        addresses.iter().find_map(|&address| {
+            let hit = triggers.answers.lookup(address)?;
+            let found = BlockMatch {
+                list: triggers.list(&self.blocklists, hit.list),
+                rule: hit.rule,
+                trigger: Trigger::Answer {
+                    address,
+                    network: hit.network,
+                },
+            };
+            Some(AnswerMatch { found, link: None })
+        })
     }
 
-    fn blocklist_match(&self, name: &QueryName) -> Option<BlockMatch<'_>> {
-        self.blocked
-            .lookup(name)
-            .map(|hit: IndexHit<'_>| BlockMatch {
-                list: &self.blocklists[hit.list as usize],
+    /// Whether any list has response-IP triggers, so answers need their addresses checked.
+    pub fn checks_addresses(&self) -> bool {
+        !self.enforced.answers.is_empty() || !self.shadow.answers.is_empty()
+    }
+
+    /// A client-IP trigger, else a name trigger.
+    fn query_match<'p>(
+        &'p self,
+        triggers: &'p Triggers,
+        name: &QueryName,
+        client: IpAddr,
+    ) -> Option<BlockMatch<'p>> {
+        if !triggers.clients.is_empty()
+            && let Some(hit) = triggers.clients.lookup(client)
+        {
+            return Some(BlockMatch {
+                list: triggers.list(&self.blocklists, hit.list),
+                rule: hit.rule,
+                trigger: Trigger::Client {
+                    network: hit.network,
+                },
+            });
+        }
+        self.name_match(triggers, name)
+    }
+
+    fn name_match<'p>(
+        &'p self,
+        triggers: &'p Triggers,
+        name: &QueryName,
+    ) -> Option<BlockMatch<'p>> {
+        let hit = triggers.names.lookup(name)?;
+        Some(BlockMatch {
+            list: triggers.list(&self.blocklists, hit.list),
+            rule: hit.rule,
+            trigger: Trigger::Name {
                 domain: hit.domain,
                 label: hit.label,
-            })
+                scope: hit.scope,
+            },
+        })
     }
 
     fn exemption(&self, client: IpAddr) -> Option<&str> {
@@ -248,25 +310,67 @@ impl Policy {
             .map(|group| group.name.as_str())
     }
 
-    /// Names held by all blocklists together, after de-duplication.
-    pub fn blocked_names(&self) -> usize {
-        self.blocked.len()
+    /// The allowlist entry that protects a listed name, if any.
+    pub fn protection(&self, listed: &str) -> Option<(&str, &[u8])> {
+        let hit = self.allowed.lookup_text(listed)?;
+        Some((&self.allow_sources[hit.list as usize], hit.domain))
     }
 
-    /// Heap bytes held by the two name indexes, the names included.
+    /// Names held by the enforcing and log-only blocklists, after de-duplication.
+    pub fn blocked_names(&self) -> usize {
+        self.enforced.names.len() + self.shadow.names.len()
+    }
+
+    /// IP triggers held, after de-duplication.
+    pub fn ip_triggers(&self) -> usize {
+        let count = |t: &Triggers| t.answers.len() + t.clients.len();
+        count(&self.enforced) + count(&self.shadow)
+    }
+
+    /// Names the allowlists and exceptions protect.
+    pub fn allowed_names(&self) -> usize {
+        self.allowed.len()
+    }
+
+    /// Heap bytes held by the name indexes, the names included.
     pub fn index_bytes(&self) -> usize {
-        self.blocked.heap_bytes() + self.allowed.heap_bytes()
+        self.enforced.names.heap_bytes()
+            + self.shadow.names.heap_bytes()
+            + self.allowed.heap_bytes()
     }
 }
 
-/// One index over the names of `lists`, reporting each list by its position.
-fn index_of(lists: &[Arc<LoadedList>]) -> DomainIndex {
-    let names = lists.iter().map(|list| list.parsed.block.len()).sum();
-    let mut builder = DomainIndexBuilder::with_capacity(names);
-    lists
+/// One index of every protected name: each allowlist's entries, then the exceptions of the
+/// enforcing blocklists (a log-only list changes no answer, its exceptions neither). Returns
+/// the list name behind each of its list numbers too.
+fn allowed_index(
+    blocklists: &[Arc<Blocklist>],
+    allowlists: &[Allowlist],
+) -> (DomainIndex, Vec<String>) {
+    let mut builder = DomainIndexBuilder::default();
+    let mut sources = Vec::new();
+    for list in allowlists {
+        for names in &list.names {
+            builder.add_list(names);
+            sources.push(list.name.clone());
+        }
+    }
+    for list in blocklists.iter().filter(|list| !list.is_log_only()) {
+        builder.add_list(&list.exceptions);
+        sources.push(list.name.clone());
+    }
+    (builder.build(), sources)
+}
+
+fn exemptions(config: &Config) -> Vec<Exemption> {
+    config
+        .exemptions
         .iter()
-        .for_each(|list| builder.add_list(list.parsed.block.names.clone()));
-    builder.build()
+        .map(|exempt| Exemption {
+            name: exempt.name.clone(),
+            networks: exempt.clients.iter().map(|network| network.0).collect(),
+        })
+        .collect()
 }
 
 /// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; match them as IPv4.
@@ -280,46 +384,72 @@ fn canonical(addr: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lists::{LoadedList, ParsedList};
+    use crate::lists::{Attr, EntryAction, Format, ListBuilder, ListOptions, Rule, Scope};
+    use std::net::Ipv4Addr;
     use std::path::Path;
     use std::time::Duration;
 
-    fn list(names: &[&str]) -> Arc<LoadedList> {
-        let parsed = ParsedList {
-            block: crate::lists::NameTriggers {
-                names: Arc::new(names.iter().copied().collect()),
-                ..Default::default()
-            },
-            ..ParsedList::default()
-        };
+    fn loaded(build: impl FnOnce(&mut ListBuilder<'_>)) -> Arc<LoadedList> {
+        let options = ListOptions::default();
+        let mut builder = ListBuilder::new(&options, 0);
+        build(&mut builder);
         Arc::new(LoadedList {
             path: "mem".into(),
-            parsed,
+            parsed: builder.finish(Format::Domains),
             elapsed: Duration::ZERO,
         })
     }
 
+    fn list(names: &[&str]) -> Arc<LoadedList> {
+        loaded(|list| names.iter().for_each(|name| list.block(name, 1)))
+    }
+
+    const CONFIG: &str = r#"
+        [[blocklist]]
+        name = "remus"
+        path = "remus.txt"
+        family = "Remus"
+        [[blocklist]]
+        name = "second"
+        path = "second.txt"
+        action = "nxdomain"
+        [[blocklist]]
+        name = "shadow"
+        path = "shadow.txt"
+        action = "log-only"
+        [[allowlist]]
+        name = "microsoft-update"
+        path = "allow.txt"
+        [[exempt]]
+        name = "veeam"
+        clients = ["10.0.5.20", "10.9.0.0/16"]
+    "#;
+
     fn policy() -> Policy {
-        let text = r#"
-            [[blocklist]]
-            name = "remus"
-            path = "remus.txt"
-            family = "Remus"
-            [[blocklist]]
-            name = "second"
-            path = "second.txt"
-            action = "nxdomain"
-            [[allowlist]]
-            name = "microsoft-update"
-            path = "allow.txt"
-            [[exempt]]
-            name = "veeam"
-            clients = ["10.0.5.20", "10.9.0.0/16"]
-        "#;
-        let config = Config::parse(text, Path::new("t.toml")).unwrap();
+        let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
         let lists = [
             list(&["posdteu.shop", "shared.test", "windowsupdate.com"]),
-            list(&["shared.test", "deep.posdteu.shop"]),
+            loaded(|list| {
+                list.block("shared.test", 1);
+                list.block("deep.posdteu.shop", 2);
+                let nodata = list.rule(Rule {
+                    action: Some(EntryAction::Nodata),
+                    indicator: None,
+                });
+                let exact = Attr {
+                    rule: nodata,
+                    scope: Scope::NameOnly,
+                };
+                list.block_with("exact.test", 3, exact);
+                list.allow("safe.posdteu.shop", 4, Scope::NameAndSubdomains);
+                list.response_ip("198.51.100.0/24".parse().unwrap(), 0);
+                list.client_ip("192.168.66.0/24".parse().unwrap(), nodata);
+            }),
+            loaded(|list| {
+                list.block("posdteu.shop", 1);
+                list.block("newfeed.test", 2);
+                list.response_ip("203.0.113.9/32".parse().unwrap(), 0);
+            }),
             list(&["windowsupdate.com"]),
         ];
         Policy::build(&config, &lists, 1)
@@ -331,32 +461,52 @@ mod tests {
 
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10));
 
+    fn blocked<'p>(policy: &'p Policy, text: &str) -> BlockMatch<'p> {
+        match policy.decide(&name(text), CLIENT) {
+            Decision::Block(found) => found,
+            other => panic!("{text} not blocked: {other:?}"),
+        }
+    }
+
     #[test]
     fn blocks_names_and_subdomains() {
         let policy = policy();
-        let Decision::Block(found) = policy.decide(&name("C2.PosdTeu.Shop."), CLIENT) else {
-            panic!("not blocked");
-        };
+        let found = blocked(&policy, "C2.PosdTeu.Shop.");
         assert_eq!(found.list.name, "remus");
-        assert_eq!(found.domain, b"posdteu.shop");
-        assert_eq!(found.label, 1);
+        assert_eq!(found.entry(), "posdteu.shop");
+        assert!(matches!(found.trigger, Trigger::Name { label: 1, .. }));
+        assert_eq!(found.response(), Response::Sinkhole);
         assert!(matches!(
             policy.decide(&name("example.com"), CLIENT),
-            Decision::Forward
+            Decision::Forward { shadow: None }
         ));
     }
 
     #[test]
     fn most_specific_entry_then_list_order_decides() {
         let policy = policy();
-        let Decision::Block(found) = policy.decide(&name("x.deep.posdteu.shop"), CLIENT) else {
-            panic!("not blocked");
-        };
-        assert_eq!(found.list.name, "second");
-        let Decision::Block(found) = policy.decide(&name("shared.test"), CLIENT) else {
-            panic!("not blocked");
-        };
-        assert_eq!(found.list.name, "remus");
+        assert_eq!(blocked(&policy, "x.deep.posdteu.shop").list.name, "second");
+        assert_eq!(blocked(&policy, "shared.test").list.name, "remus");
+        assert_eq!(
+            blocked(&policy, "shared.test").response(),
+            Response::Sinkhole
+        );
+        assert_eq!(
+            blocked(&policy, "deep.posdteu.shop").response(),
+            Response::Nxdomain
+        );
+    }
+
+    #[test]
+    fn entries_keep_their_own_reach_and_action() {
+        let policy = policy();
+        let found = blocked(&policy, "exact.test");
+        assert_eq!(found.response(), Response::Nodata);
+        assert_eq!(found.entry(), "=exact.test");
+        assert!(matches!(
+            policy.decide(&name("a.exact.test"), CLIENT),
+            Decision::Forward { .. }
+        ));
     }
 
     #[test]
@@ -389,6 +539,101 @@ mod tests {
     }
 
     #[test]
+    fn a_blocklists_own_exceptions_protect_names() {
+        let policy = policy();
+        let decision = policy.decide(&name("www.safe.posdteu.shop"), CLIENT);
+        let Decision::Except {
+            exception: Exception::Name { allowlist, domain },
+            ..
+        } = decision
+        else {
+            panic!("not excepted: {decision:?}");
+        };
+        assert_eq!((allowlist, domain), ("second", &b"safe.posdteu.shop"[..]));
+    }
+
+    #[test]
+    fn log_only_lists_match_only_where_no_enforcing_list_does() {
+        let policy = policy();
+        let Decision::Forward {
+            shadow: Some(found),
+        } = policy.decide(&name("newfeed.test"), CLIENT)
+        else {
+            panic!("no log-only match");
+        };
+        assert_eq!(found.list.name, "shadow");
+        assert_eq!(found.response(), Response::LogOnly);
+        // The shadow list holds posdteu.shop too; the enforcing list still decides.
+        assert_eq!(blocked(&policy, "posdteu.shop").list.name, "remus");
+    }
+
+    #[test]
+    fn client_ip_triggers_apply_before_names() {
+        let policy = policy();
+        let found = match policy.decide(&name("example.com"), "192.168.66.7".parse().unwrap()) {
+            Decision::Block(found) => found,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(found.list.name, "second");
+        assert_eq!(found.response(), Response::Nodata);
+        assert_eq!(found.entry(), "192.168.66.0/24");
+    }
+
+    #[test]
+    fn answers_are_checked_by_chain_then_address() {
+        let policy = policy();
+        let chain = [name("cdn.example"), name("edge.posdteu.shop")];
+        let found = policy.answer_match(&chain, &[], false).unwrap();
+        assert_eq!(found.link.unwrap().to_text(), "edge.posdteu.shop");
+
+        let addresses = [
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.20".parse().unwrap(),
+        ];
+        let found = policy.answer_match(&chain[..1], &addresses, false).unwrap();
+        assert!(found.link.is_none());
+        assert!(
+            matches!(found.found.trigger, Trigger::Answer { address, .. }
+            if address == addresses[1])
+        );
+        assert_eq!(found.found.entry(), "198.51.100.0/24");
+
+        let shadow = ["203.0.113.9".parse().unwrap()];
+        assert!(policy.answer_match(&[], &shadow, false).is_none());
+        let found = policy.answer_match(&[], &shadow, true).unwrap();
+        assert_eq!(found.found.list.name, "shadow");
+        assert!(policy.checks_addresses());
+    }
+
+    #[test]
+    fn allowlisted_chain_links_are_not_blocked() {
+        let policy = policy();
+        let allowed = [name("a.windowsupdate.com")];
+        assert!(policy.answer_match(&allowed, &[], false).is_none());
+    }
+
+    #[test]
+    fn conflicts_are_found_once_per_entry() {
+        let policy = policy();
+        let conflicts = &policy.conflicts;
+        assert_eq!(conflicts.total, 1, "{:?}", conflicts.found);
+        let conflict = &conflicts.found[0];
+        assert_eq!(conflict.list.name, "remus");
+        assert_eq!(conflict.entry, "windowsupdate.com");
+        assert_eq!(conflict.allowlist, "microsoft-update");
+    }
+
+    #[test]
+    fn listings_show_every_list_that_matches() {
+        let policy = policy();
+        let found = listing::listings(&policy, &name("a.posdteu.shop"));
+        let lists: Vec<&str> = found.iter().map(|l| l.list.as_str()).collect();
+        assert_eq!(lists, ["remus", "shadow"]);
+        let found = listing::listings(&policy, &name("safe.posdteu.shop"));
+        assert!(found.iter().any(|l| l.role == listing::Role::Exception));
+    }
+
+    #[test]
     fn access_control_admits_private_ranges_only() {
         let policy = policy();
         for client in [
@@ -404,16 +649,5 @@ mod tests {
         for client in ["8.8.8.8", "2001:db8::1", "172.32.0.1"] {
             assert!(!policy.admits(client.parse().unwrap()), "{client}");
         }
-    }
-
-    #[test]
-    fn allowlisted_chain_links_are_not_blocked() {
-        let policy = policy();
-        assert!(
-            policy
-                .chain_link_blocked(&name("a.windowsupdate.com"))
-                .is_none()
-        );
-        assert!(policy.chain_link_blocked(&name("a.posdteu.shop")).is_some());
     }
 }

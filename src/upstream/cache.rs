@@ -60,8 +60,8 @@ pub struct Entry {
 pub struct Facts {
     /// The response code in the packet.
     pub rcode: u16,
-    /// The first address in the answer section, for events.
-    pub first_address: Option<IpAddr>,
+    /// The addresses in the answer section, for response-IP triggers and events.
+    pub addresses: Box<[IpAddr]>,
     /// Names the answer's CNAME chain leads through, after the query name.
     pub chain: Box<[QueryName]>,
 }

@@ -201,11 +201,17 @@ impl Sinkhole {
         self.setup.path("events.ndjson")
     }
 
-    /// Waits until the event log holds at least `count` events and returns them all.
+    /// Waits until the event log holds at least `count` query events and returns them all.
     pub async fn events(&self, count: usize) -> Vec<serde_json::Value> {
+        self.events_of("Query", count).await
+    }
+
+    /// Waits until the event log holds at least `count` events of `EventType` `kind`.
+    pub async fn events_of(&self, kind: &str, count: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let events = read_events(&self.events_path());
+            let mut events = read_events(&self.events_path());
+            events.retain(|event| event["EventType"] == kind);
             if events.len() >= count {
                 return events;
             }

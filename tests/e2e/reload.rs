@@ -128,7 +128,7 @@ async fn emptied_list_does_not_replace_a_good_one() {
     let upstream = Upstream::start().await;
     let sinkhole = Setup::standard(upstream.addr).start();
     sinkhole.setup.replace("remus.txt", "");
-    sinkhole.wait_for_log("empty list would replace 4 names");
+    sinkhole.wait_for_log("empty list would replace 4 entries");
     assert!(
         blocked(&sinkhole, "posdteu.shop").await,
         "truncated feed still enforced"

@@ -1,5 +1,8 @@
 //! The command line: `serve`, `validate` and `check`.
 //!
+//! `validate` and `check` live in modules of their own; this one parses the arguments, runs
+//! the server, and maps failures to exit codes.
+//!
 //! A configuration or list that cannot be used exits with 64 (EX_USAGE); a failure while
 //! running exits with 1. The error is printed once, with its causes.
 
@@ -7,16 +10,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod check;
+mod validate;
+
 use crate::config::{Config, Upstream};
-use crate::dns::name::QueryName;
 use crate::lists::LoadedList;
-use crate::policy::{BlockMatch, Decision, Exception, Policy};
-use crate::reload::{list_paths, load_lists};
+use crate::reload::load_lists;
 use crate::server::{self, ServeError, Server};
 
 /// A forwarding DNS resolver that sinkholes IOC domains.
@@ -61,6 +64,10 @@ enum Command {
         /// The client address.
         #[arg(long, default_value = "127.0.0.1")]
         client: IpAddr,
+        /// An address the upstream's answer would hold, to test response-IP triggers
+        /// (repeatable).
+        #[arg(long = "answer", value_name = "ADDR")]
+        answers: Vec<IpAddr>,
     },
 }
 
@@ -74,7 +81,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    fn config(error: impl std::error::Error + 'static) -> Self {
+    pub(crate) fn config(error: impl std::error::Error + 'static) -> Self {
         Self::Config(Box::new(error))
     }
 
@@ -121,17 +128,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             upstreams,
             events,
         } => serve(&config, listen, upstreams, events).map(|()| ExitCode::SUCCESS),
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config } => validate::run(&config),
         Command::Check {
             config,
             name,
             qtype,
             client,
-        } => check(&config, &name, &qtype, client).map(|()| ExitCode::SUCCESS),
+            answers,
+        } => check::run(&config, &name, &qtype, client, &answers).map(|()| ExitCode::SUCCESS),
     }
 }
 
-fn load(path: &Path) -> Result<(Config, Vec<Arc<LoadedList>>), Failure> {
+pub(crate) fn load(path: &Path) -> Result<(Config, Vec<Arc<LoadedList>>), Failure> {
     let config = Config::load(path).map_err(Failure::config)?;
     let lists = load_lists(&config).map_err(Failure::config)?;
     Ok((config, lists))
@@ -208,143 +216,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
-}
-
-fn validate(path: &Path) -> Result<ExitCode, Failure> {
-    let started = Instant::now();
-    let (config, lists) = load(path)?;
-    let policy = Policy::build(&config, &lists, 1);
-    let took = started.elapsed();
-
-    println!("{}: config ok", path.display());
-    let mut bad_lines = 0;
-    for ((name, _), list) in list_paths(&config).iter().zip(&lists) {
-        let kind = if config.blocklists.iter().any(|b| &b.name == name) {
-            "blocklist"
-        } else {
-            "allowlist"
-        };
-        println!(
-            "{kind} {name}: {}: {} names, {} skipped lines, {} lines, {:.1} ms",
-            list.path.display(),
-            list.parsed.block.len(),
-            list.parsed.skipped.invalid,
-            list.parsed.lines,
-            list.elapsed.as_secs_f64() * 1000.0
-        );
-        for skipped in list.parsed.skipped.lines.iter().take(10) {
-            eprintln!(
-                "{}:{}: {}",
-                list.path.display(),
-                skipped.line,
-                skipped.reason
-            );
-        }
-        bad_lines += list.parsed.skipped.invalid;
-    }
-    let (rss, peak) = memory();
-    println!(
-        "policy: {} blocked names, index {:.1} MiB, loaded in {:.1} ms, RSS {rss:.1} MiB, peak RSS {peak:.1} MiB",
-        policy.blocked_names(),
-        policy.index_bytes() as f64 / (1024.0 * 1024.0),
-        took.as_secs_f64() * 1000.0,
-    );
-    if bad_lines > 0 {
-        eprintln!("sinkhole: {bad_lines} list lines are not valid (shown above)");
-        return Ok(ExitCode::from(64));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// VmRSS and VmHWM of this process in MiB (0 where /proc is not available).
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn check(path: &Path, name: &str, qtype: &str, client: IpAddr) -> Result<(), Failure> {
-    let (config, lists) = load(path)?;
-    let policy = Policy::build(&config, &lists, 1);
-    let query = QueryName::from_text(name).ok_or_else(|| {
-        Failure::config(std::io::Error::other(format!(
-            "{name:?} is not a valid domain name"
-        )))
-    })?;
-    let qtype_code = qtype
-        .parse::<hickory_proto::rr::RecordType>()
-        .map(u16::from)
-        .map_err(|_| Failure::config(std::io::Error::other(format!("unknown type {qtype:?}"))))?;
-
-    println!(
-        "query: {query} {} from {client}",
-        hickory_proto::rr::RecordType::from(qtype_code)
-    );
-    if !policy.admits(client) {
-        println!("decision: refused (client not in server.allow_clients)");
-        return Ok(());
-    }
-    match policy.decide(&query, client) {
-        Decision::Forward => println!("decision: forward (no list matches)"),
-        Decision::Block(found) => {
-            println!("decision: blocked");
-            print_match(&found, qtype_code);
-        }
-        Decision::Except { exception, blocked } => {
-            match exception {
-                Exception::Client(group) => {
-                    println!("decision: forward (client exempt by {group})")
-                }
-                Exception::Name { allowlist, domain } => println!(
-                    "decision: forward (allowlist {allowlist}, entry {})",
-                    String::from_utf8_lossy(domain)
-                ),
-            }
-            if let Some(found) = blocked {
-                println!("overrides a blocklist match:");
-                print_match(&found, qtype_code);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn print_match(found: &BlockMatch<'_>, qtype: u16) {
-    let list = found.list;
-    println!("  list: {} ({})", list.name, list.path.display());
-    println!("  entry: {}", found.domain_text());
-    let answer = match (list.action, qtype) {
-        (crate::config::Action::Sinkhole, 1) => list.ipv4.to_string(),
-        (crate::config::Action::Sinkhole, 28) => list.ipv6.to_string(),
-        (crate::config::Action::Nxdomain, _) => "NXDOMAIN".to_owned(),
-        _ => "NOERROR, no records".to_owned(),
-    };
-    println!(
-        "  action: {} -> {answer} (ttl {})",
-        list.action.name(),
-        list.ttl
-    );
-    let metadata = &list.metadata;
-    let show = |label: &str, value: Option<String>| {
-        if let Some(value) = value {
-            println!("  {label}: {value}");
-        }
-    };
-    show("source", metadata.source.clone());
-    show("family", metadata.family.clone());
-    show("threat type", metadata.threat_type.clone());
-    show("confidence", metadata.confidence.map(|c| c.to_string()));
-    show("first seen", metadata.first_seen.clone());
 }
