@@ -436,7 +436,7 @@ impl Config {
         }
     }
 
-    /// How to read the `[[blocklist]]` at `index`, as of `now`.
+    /// How to read a `[[blocklist]]`; `max_age` counts back from `now`.
     pub fn blocklist_options(&self, list: &BlocklistConfig, now: SystemTime) -> ListOptions {
         ListOptions {
             format: list.format,
@@ -623,6 +623,51 @@ mod tests {
 
         let text = "[[exempt]]\nname = \"veeam\"\nclients = [\"10.0.0.300\"]\n";
         assert!(parse(text).unwrap_err().to_string().contains("10.0.0.300"));
+
+        for (key, value, expected) in [
+            ("format", "\"csv\"", "unknown variant"),
+            ("action", "\"block\"", "unknown variant"),
+            ("match", "\"suffix\"", "unknown variant"),
+            ("max_age", "\"30 days\"", "followed by s, m, h, d or w"),
+            ("min_confidence", "120", "min_confidence"),
+            ("origin", "\"bad origin\"", "origin"),
+        ] {
+            let text = format!("[[blocklist]]\nname = \"x\"\npath = \"x\"\n{key} = {value}\n");
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn feed_settings_become_list_options() {
+        let text = r#"
+            [[blocklist]]
+            name = "threatfox"
+            path = "tf.csv"
+            format = "threatfox-csv"
+            action = "log-only"
+            match = "exact"
+            origin = "RPZ.Example."
+            min_confidence = 75
+            max_age = "90d"
+            confidence = 80
+            first_seen = "2026-06-06"
+        "#;
+        let config = parse(text).unwrap();
+        let list = &config.blocklists[0];
+        assert_eq!(list.action, Action::LogOnly);
+        let options = config.blocklist_options(list, SystemTime::UNIX_EPOCH);
+        assert_eq!(options.format, Format::ThreatfoxCsv);
+        assert_eq!(options.scope, Scope::NameOnly);
+        assert_eq!(options.origin.as_deref(), Some("rpz.example"));
+        assert_eq!(options.min_confidence, Some(75));
+        assert_eq!(options.max_age, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(options.confidence, Some(80));
+        assert_eq!(options.first_seen.as_deref(), Some("2026-06-06T00:00:00Z"));
+        assert_eq!(
+            "2w".parse::<Age>().unwrap().0,
+            Duration::from_secs(14 * 86_400)
+        );
     }
 
     #[test]

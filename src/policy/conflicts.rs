@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use super::{Blocklist, Policy};
+use super::Blocklist;
+use super::index::DomainIndex;
 
 /// Conflicts kept with their details per build; the rest are only counted.
 pub const KEPT: usize = 1000;
@@ -30,15 +31,16 @@ pub struct Conflicts {
     pub total: usize,
 }
 
-/// Every blocklist entry the policy's allowlists protect.
-pub fn find(policy: &Policy) -> Conflicts {
+/// Every entry of `blocklists` that `allowed` protects; `sources` names the list behind each
+/// list number of `allowed`.
+pub fn find(blocklists: &[Arc<Blocklist>], allowed: &DomainIndex, sources: &[String]) -> Conflicts {
     let mut conflicts = Conflicts::default();
-    if policy.allowed_names() == 0 {
+    if allowed.is_empty() {
         return conflicts;
     }
-    for list in &policy.blocklists {
+    for list in blocklists {
         for (name, attr) in list.names.iter() {
-            let Some((allowlist, domain)) = policy.protection(name) else {
+            let Some(hit) = allowed.lookup_text(name) else {
                 continue;
             };
             conflicts.total += 1;
@@ -47,8 +49,8 @@ pub fn find(policy: &Policy) -> Conflicts {
                     list: list.clone(),
                     rule: attr.rule,
                     entry: attr.scope.show(name),
-                    allowlist: allowlist.to_owned(),
-                    protected_by: String::from_utf8_lossy(domain).into_owned(),
+                    allowlist: sources[hit.list as usize].clone(),
+                    protected_by: String::from_utf8_lossy(hit.domain).into_owned(),
                 });
             }
         }

@@ -97,38 +97,16 @@ impl DomainIndexBuilder {
         self.lists.push(names.clone());
     }
 
+    /// Sorts, de-duplicates and spreads the slots into the table, all in the slots' own
+    /// buffer: building never holds two copies of the index at once.
     pub fn build(self) -> DomainIndex {
         let Self { mut slots, lists } = self;
-        // A stable sort keeps insertion order among equal tags, so the first list wins.
-        slots.sort_by_key(|slot| slot.tag);
-        let same =
-            |a: &Slot, b: &Slot| a.scope == b.scope && text_of(&lists, a) == text_of(&lists, b);
-        let mut kept: Vec<Slot> = Vec::with_capacity(slots.len());
-        for slot in slots {
-            let duplicate = kept
-                .iter()
-                .rev()
-                .take_while(|earlier| earlier.tag == slot.tag)
-                .any(|earlier| same(earlier, &slot));
-            if !duplicate {
-                kept.push(slot);
-            }
-        }
-
-        let names = kept.len();
+        // Lists were added in order and each list's offsets grow with insertion, so this
+        // order keeps the first insertion first among equal tags: the first list wins.
+        slots.sort_unstable_by_key(|slot| (slot.tag, slot.list, slot.offset));
+        let names = dedup(&mut slots, &lists);
         let homes = (names * SLOTS_PER_NAME.0 / SLOTS_PER_NAME.1).max(1);
-        let mut table = vec![FREE; homes];
-        let mut next = 0usize;
-        for slot in kept {
-            let at = home(slot.tag, homes).max(next);
-            if at < table.len() {
-                table[at] = slot;
-            } else {
-                table.push(slot);
-            }
-            next = at + 1;
-        }
-        table.shrink_to_fit();
+        let table = spread(slots, homes);
         DomainIndex {
             table,
             homes,
@@ -136,6 +114,53 @@ impl DomainIndexBuilder {
             lists,
         }
     }
+}
+
+/// Drops later duplicates (same text and reach) from sorted slots, in place; returns how many
+/// are left.
+fn dedup(slots: &mut Vec<Slot>, lists: &[Arc<Names>]) -> usize {
+    let same = |a: &Slot, b: &Slot| a.scope == b.scope && text_of(lists, a) == text_of(lists, b);
+    let mut kept = 0;
+    let mut run = 0;
+    for at in 0..slots.len() {
+        let slot = slots[at];
+        if kept > 0 && slots[kept - 1].tag != slot.tag {
+            run = kept;
+        }
+        if !slots[run..kept].iter().any(|earlier| same(earlier, &slot)) {
+            slots[kept] = slot;
+            kept += 1;
+        }
+    }
+    slots.truncate(kept);
+    kept
+}
+
+/// Moves each sorted slot to its place in a table of `homes` home positions: its home, or
+/// just after the slot before it. A slot's place is never before its index in the sorted
+/// order, so moving them from the last to the first never overwrites one still to move.
+fn spread(mut slots: Vec<Slot>, homes: usize) -> Vec<Slot> {
+    // Places fit in 32 bits: the table holds at most 5/4 of the names, and a list's text is
+    // limited to 4 GiB, so no index comes near 2^32 slots.
+    let mut places: Vec<u32> = Vec::with_capacity(slots.len());
+    let mut next = 0usize;
+    for slot in &slots {
+        let at = home(slot.tag, homes).max(next);
+        places.push(at as u32);
+        next = at + 1;
+    }
+    let len = homes.max(next);
+    let names = slots.len();
+    slots.resize(len, FREE);
+    for from in (0..names).rev() {
+        let to = places[from] as usize;
+        if to != from {
+            slots[to] = slots[from];
+            slots[from] = FREE;
+        }
+    }
+    slots.shrink_to_fit();
+    slots
 }
 
 /// The tag scaled to `0..homes`; it grows with the tag, so the table stays in tag order.

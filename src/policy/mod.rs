@@ -168,9 +168,19 @@ impl Policy {
             .collect();
         let (allowed, allow_sources) = allowed_index(&blocklists, &allowlists);
 
-        let mut policy = Self {
+        // Looking every listed name up among the protected ones takes as long as building
+        // the name index, and needs nothing from it: do both at once.
+        let (enforced, conflicts) = std::thread::scope(|scope| {
+            let conflicts = scope.spawn(|| conflicts::find(&blocklists, &allowed, &allow_sources));
+            let enforced = Triggers::build(&blocklists, block_lists, false);
+            let conflicts = conflicts
+                .join()
+                .unwrap_or_else(|_| conflicts::Conflicts::default());
+            (enforced, conflicts)
+        });
+        Self {
             version,
-            enforced: Triggers::build(&blocklists, block_lists, false),
+            enforced,
             shadow: Triggers::build(&blocklists, block_lists, true),
             blocklists,
             allowlists,
@@ -178,10 +188,8 @@ impl Policy {
             allow_sources,
             exemptions: exemptions(config),
             clients: config.server.allow_clients.iter().map(|n| n.0).collect(),
-            conflicts: conflicts::Conflicts::default(),
-        };
-        policy.conflicts = conflicts::find(&policy);
-        policy
+            conflicts,
+        }
     }
 
     /// Whether this client may query at all.
@@ -308,12 +316,6 @@ impl Policy {
                     .any(|network| network.contains(&client))
             })
             .map(|group| group.name.as_str())
-    }
-
-    /// The allowlist entry that protects a listed name, if any.
-    pub fn protection(&self, listed: &str) -> Option<(&str, &[u8])> {
-        let hit = self.allowed.lookup_text(listed)?;
-        Some((&self.allow_sources[hit.list as usize], hit.domain))
     }
 
     /// Names held by the enforcing and log-only blocklists, after de-duplication.

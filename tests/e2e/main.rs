@@ -4,6 +4,7 @@
 mod blocking;
 mod cli;
 mod events;
+mod feeds;
 mod forwarding;
 mod harness;
 mod malformed;
