@@ -7,7 +7,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use tokio::net::UdpSocket;
 
-use crate::harness::{Setup, Sinkhole, extended_error, query, tcp_query, udp_raw};
+use crate::harness::{
+    Setup, Sinkhole, extended_error, query, tcp_query, udp_query, udp_raw, with_edns,
+};
 use crate::upstream::{self, Upstream};
 
 const THREATFOX_CSV: &str = include_str!("fixtures/threatfox.csv");
@@ -121,7 +123,8 @@ async fn an_answer_holding_an_ioc_address_is_replaced() {
 
     // www.example.test resolves to 192.0.2.10, listed as the ip:port IOC 192.0.2.10:443.
     for round in 0..2 {
-        let answer = sinkhole.udp(upstream::WWW, RecordType::A).await;
+        let asked = with_edns(query(upstream::WWW, RecordType::A), 1232, false);
+        let answer = udp_query(sinkhole.addr, &asked).await.unwrap();
         assert_eq!(addresses(&answer), ["0.0.0.0"], "round {round}");
         let (code, text) = extended_error(&answer).expect("EDE");
         assert_eq!(code, 15);
@@ -312,7 +315,8 @@ action = "drop"
         ["192.0.2.10"],
         "log-only changes nothing"
     );
-    let answer = sinkhole.udp("refused.feed.test", RecordType::A).await;
+    let asked = with_edns(query("refused.feed.test", RecordType::A), 1232, false);
+    let answer = udp_query(sinkhole.addr, &asked).await.unwrap();
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
     assert_eq!(extended_error(&answer).map(|e| e.0), Some(15));
     assert!(!answered(&sinkhole, "dropped.feed.test").await);
