@@ -31,31 +31,31 @@ pub fn run(
         .map(u16::from)
         .map_err(|_| Failure::config(std::io::Error::other(format!("unknown type {qtype:?}"))))?;
 
-    println!(
+    say!(
         "query: {query} {} from {client}",
         hickory_proto::rr::RecordType::from(qtype)
     );
     print_listings(&policy, &query);
     if !policy.admits(client) {
-        println!("decision: refused (client not in server.allow_clients)");
+        say!("decision: refused (client not in server.allow_clients)");
         return Ok(());
     }
     match policy.decide(&query, client) {
         Decision::Block(found) => {
-            println!("decision: {} by list {}", verdict(&found), found.list.name);
+            say!("decision: {} by list {}", verdict(&found), found.list.name);
             print_match(&found, qtype);
         }
         Decision::Forward { shadow } => {
             print_forward(&policy, answers, qtype);
             if let Some(found) = shadow {
-                println!("log-only match (the answer is not changed):");
+                say!("log-only match (the answer is not changed):");
                 print_match(&found, qtype);
             }
         }
         Decision::Except { exception, blocked } => {
             print_exception(exception);
             if let Some(found) = blocked {
-                println!("overrides a blocklist match:");
+                say!("overrides a blocklist match:");
                 print_match(&found, qtype);
             }
         }
@@ -67,7 +67,7 @@ pub fn run(
 fn print_listings(policy: &Policy, query: &QueryName) {
     let found = listings(policy, query);
     if found.is_empty() {
-        println!("listed in: no list");
+        say!("listed in: no list");
     }
     for listing in found {
         let role = match listing.role {
@@ -80,9 +80,10 @@ fn print_listings(policy: &Policy, query: &QueryName) {
             .as_ref()
             .map(|(list, rule)| format!(" ({})", list.response(*rule).name()))
             .unwrap_or_default();
-        println!(
+        say!(
             "listed in: {} {role} {}{response}",
-            listing.list, listing.entry
+            listing.list,
+            listing.entry
         );
     }
 }
@@ -92,21 +93,21 @@ fn print_forward(policy: &Policy, answers: &[IpAddr], qtype: u16) {
     match policy.answer_match(&[], answers, false) {
         Some(found) => {
             let found = found.found;
-            println!(
+            say!(
                 "decision: forward, then {} by list {} (answer address)",
                 verdict(&found),
                 found.list.name
             );
             print_match(&found, qtype);
         }
-        None => println!("decision: forward (no list matches)"),
+        None => say!("decision: forward (no list matches)"),
     }
 }
 
 fn print_exception(exception: Exception<'_>) {
     match exception {
-        Exception::Client(group) => println!("decision: forward (client exempt by {group})"),
-        Exception::Name { allowlist, domain } => println!(
+        Exception::Client(group) => say!("decision: forward (client exempt by {group})"),
+        Exception::Name { allowlist, domain } => say!(
             "decision: forward (allowlist {allowlist}, entry {})",
             String::from_utf8_lossy(domain)
         ),
@@ -122,14 +123,14 @@ fn verdict(found: &BlockMatch<'_>) -> &'static str {
 
 fn print_match(found: &BlockMatch<'_>, qtype: u16) {
     let list = found.list;
-    println!("  list: {} ({})", list.name, list.path.display());
+    say!("  list: {} ({})", list.name, list.path.display());
     let trigger = match found.trigger {
         Trigger::Name { .. } => "name",
         Trigger::Client { .. } => "client IP",
         Trigger::Answer { .. } => "response IP",
     };
-    println!("  entry: {} ({trigger})", found.entry());
-    println!(
+    say!("  entry: {} ({trigger})", found.entry());
+    say!(
         "  action: {} -> {} (ttl {})",
         found.response().name(),
         answer_text(list, found.response(), qtype),
@@ -168,7 +169,7 @@ fn print_metadata(list: &Blocklist, ioc: Option<&Indicator>) {
     let config = &list.metadata;
     let show = |label: &str, value: Option<String>| {
         if let Some(value) = value {
-            println!("  {label}: {value}");
+            say!("  {label}: {value}");
         }
     };
     let own = |field: fn(&Indicator) -> Option<&String>| ioc.and_then(field).cloned();

@@ -14,6 +14,23 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// Prints a line of a report to stdout. A closed stdout (`sinkhole check … | head`) ends
+/// the report quietly instead of panicking the way `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like `say!`, to stderr.
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod check;
 mod validate;
 
@@ -100,7 +117,7 @@ pub fn main() -> ExitCode {
                 Failure::Config(error) => (error, 64),
                 Failure::Runtime(error) => (error, 1),
             };
-            eprintln!("sinkhole: {}", chain(error.as_ref()));
+            esay!("sinkhole: {}", chain(error.as_ref()));
             ExitCode::from(code)
         }
     }
@@ -152,6 +169,7 @@ fn serve(
     events: Option<PathBuf>,
 ) -> Result<(), Failure> {
     init_logging();
+    crate::memory::release_large_buffers_on_free();
     let (mut config, lists) = load(path)?;
     if !listen.is_empty() {
         config.server.listen = listen;

@@ -24,7 +24,7 @@ pub fn run(path: &Path) -> Result<ExitCode, Failure> {
     let policy = Policy::build(&config, &lists, 1);
     let took = started.elapsed();
 
-    println!("{}: config ok", path.display());
+    say!("{}: config ok", path.display());
     let specs = list_specs(&config, SystemTime::now());
     let mut invalid = 0;
     for (spec, list) in specs.iter().zip(&lists) {
@@ -33,7 +33,7 @@ pub fn run(path: &Path) -> Result<ExitCode, Failure> {
     }
     report_policy(&policy, took);
     if invalid > 0 {
-        eprintln!("sinkhole: {invalid} list entries are not valid (the first are shown above)");
+        esay!("sinkhole: {invalid} list entries are not valid (the first are shown above)");
         return Ok(ExitCode::from(64));
     }
     Ok(ExitCode::SUCCESS)
@@ -46,7 +46,7 @@ fn report_list(spec: &ListSpec, list: &LoadedList) {
     } else {
         "configured"
     };
-    println!(
+    say!(
         "{} {}: {}: {} names, {} skipped lines, {} lines, {:.1} ms",
         spec.kind.name(),
         spec.name,
@@ -56,8 +56,8 @@ fn report_list(spec: &ListSpec, list: &LoadedList) {
         parsed.lines,
         list.elapsed.as_secs_f64() * 1000.0
     );
-    println!("  format: {} ({how})", parsed.format.name());
-    println!(
+    say!("  format: {} ({how})", parsed.format.name());
+    say!(
         "  entries: {} names, {} exceptions, {} response-IP triggers, {} client-IP triggers",
         parsed.block.len(),
         parsed.allow.len(),
@@ -65,7 +65,7 @@ fn report_list(spec: &ListSpec, list: &LoadedList) {
         parsed.client_ips.len()
     );
     let skipped = &parsed.skipped;
-    println!(
+    say!(
         "  skipped: {} invalid, {} unsupported, {} under min_confidence, {} older than max_age",
         skipped.invalid,
         skipped.unsupported_total(),
@@ -73,13 +73,13 @@ fn report_list(spec: &ListSpec, list: &LoadedList) {
         skipped.expired
     );
     for (kind, count) in &skipped.unsupported {
-        println!("  unsupported: {count} x {kind}");
+        say!("  unsupported: {count} x {kind}");
     }
     for line in skipped.lines.iter().take(SHOWN) {
-        eprintln!("{}:{}: {}", list.path.display(), line.line, line.reason);
+        esay!("{}:{}: {}", list.path.display(), line.line, line.reason);
     }
     if skipped.invalid > SHOWN {
-        eprintln!(
+        esay!(
             "{}: {} more invalid entries",
             list.path.display(),
             skipped.invalid - SHOWN
@@ -89,7 +89,7 @@ fn report_list(spec: &ListSpec, list: &LoadedList) {
 
 fn report_policy(policy: &Policy, took: std::time::Duration) {
     let memory = Memory::read();
-    println!(
+    say!(
         "policy: {} blocked names, {} IP triggers, {} protected names, index {:.1} MiB, loaded in {:.1} ms, RSS {:.1} MiB, peak RSS {:.1} MiB",
         policy.blocked_names(),
         policy.ip_triggers(),
@@ -101,12 +101,15 @@ fn report_policy(policy: &Policy, took: std::time::Duration) {
     );
     let conflicts = &policy.conflicts;
     for conflict in conflicts.found.iter().take(SHOWN) {
-        println!(
+        say!(
             "conflict: blocklist {} entry {} is protected by {} entry {} (allowed)",
-            conflict.list.name, conflict.entry, conflict.allowlist, conflict.protected_by
+            conflict.list.name,
+            conflict.entry,
+            conflict.allowlist,
+            conflict.protected_by
         );
     }
     if conflicts.total > SHOWN {
-        println!("conflicts: {} in all", conflicts.total);
+        say!("conflicts: {} in all", conflicts.total);
     }
 }

@@ -72,6 +72,16 @@ impl<'o> ListBuilder<'o> {
         self.block_with(raw, line, attr);
     }
 
+    /// Adds a name already in normal form (see [`super::domain::plain_name`]), with the
+    /// list's reach and rule.
+    pub fn block_normalized(&mut self, name: &str) {
+        let attr = Attr {
+            rule: LIST_RULE,
+            scope: self.options.scope,
+        };
+        self.block.push(name, attr);
+    }
+
     /// Adds a name the list blocks, with its own reach and rule.
     pub fn block_with(&mut self, raw: &str, line: usize, attr: Attr) {
         match normalize(raw) {

@@ -274,6 +274,14 @@ pub fn parse(bytes: &[u8], options: &ListOptions) -> Result<ParsedList, Broken> 
 /// The lines of a text, numbered from 1, without their line ends (LF or CRLF). A line that is
 /// not UTF-8 comes as `Err` with its number.
 pub fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<&str, usize>)> {
+    numbered_lines_raw(bytes).map(|(line, raw)| {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        (line, std::str::from_utf8(raw).map_err(|_| line))
+    })
+}
+
+/// The lines of a text as bytes, numbered from 1, without the LF (a CR stays).
+pub fn numbered_lines_raw(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     // A final newline ends the last line; it does not start another.
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let bytes = if bytes.is_empty() { None } else { Some(bytes) };
@@ -281,9 +289,5 @@ pub fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<&str,
         .into_iter()
         .flat_map(|bytes| bytes.split(|&byte| byte == b'\n'))
         .enumerate()
-        .map(|(index, raw)| {
-            let line = index + 1;
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            (line, std::str::from_utf8(raw).map_err(|_| line))
-        })
+        .map(|(index, raw)| (index + 1, raw))
 }

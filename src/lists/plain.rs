@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::domain::plain_name;
 use super::rule::{EntryAction, LocalData, Rule};
-use super::{Attr, ListBuilder, numbered_lines};
+use super::{Attr, ListBuilder, numbered_lines_raw};
 
 /// Names that hosts files carry for the machine itself, never as indicators.
 const HOSTS_BOILERPLATE: &[&str] = &[
@@ -29,8 +30,13 @@ const HOSTS_BOILERPLATE: &[&str] = &[
 pub fn parse(bytes: &[u8], list: &mut ListBuilder<'_>) {
     let mut local = LocalNames::default();
     let mut lines = 0;
-    for (line, text) in numbered_lines(bytes) {
+    for (line, text) in numbered_lines_raw(bytes) {
         lines = line;
+        if let Some(name) = plain_name(text) {
+            list.block_normalized(name);
+            continue;
+        }
+        let text = std::str::from_utf8(text.strip_suffix(b"\r").unwrap_or(text)).map_err(|_| line);
         match text {
             Ok(text) => parse_line(text, line, list, &mut local),
             Err(line) => list.skip(line, "line is not valid UTF-8".to_owned()),

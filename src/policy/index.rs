@@ -228,7 +228,8 @@ impl DomainIndex {
         if self.is_empty() {
             return None;
         }
-        let starts = std::iter::once(0).chain(name.match_indices('.').map(|(at, _)| at + 1));
+        let dots = name.bytes().enumerate().filter(|&(_, byte)| byte == b'.');
+        let starts = std::iter::once(0).chain(dots.map(|(at, _)| at + 1));
         starts
             .enumerate()
             .find_map(|(label, start)| self.get(&name.as_bytes()[start..], label))
