@@ -376,7 +376,7 @@ fn exemptions(config: &Config) -> Vec<Exemption> {
 }
 
 /// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; match them as IPv4.
-fn canonical(addr: IpAddr) -> IpAddr {
+pub(crate) fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         IpAddr::V4(_) => addr,

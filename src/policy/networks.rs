@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use foldhash::fast::FixedState;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::canonical;
 use crate::lists::IpTrigger;
 
 /// Which list and rule a network belongs to.
@@ -129,14 +130,6 @@ fn mask32(prefix: u8) -> u32 {
 
 fn mask128(prefix: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
-}
-
-/// An IPv4 address mapped into IPv6 is matched as IPv4.
-fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-        IpAddr::V4(_) => address,
-    }
 }
 
 #[cfg(test)]

@@ -152,3 +152,151 @@ fn the_default_config_validates() {
     assert!(stdout.contains("blocklist threatfox-remus:"));
     assert!(stdout.contains("4 names"));
 }
+
+/// Every feed format side by side, each detected from its content.
+fn feeds() -> Setup {
+    let config = r#"
+[[blocklist]]
+name = "threatfox"
+path = "threatfox.csv"
+source = "ThreatFox"
+min_confidence = 50
+
+[[blocklist]]
+name = "rpz"
+path = "policy.rpz.zone"
+origin = "rpz.sinkhole.test"
+
+[[blocklist]]
+name = "ads"
+path = "ads.txt"
+
+[[blocklist]]
+name = "hosts"
+path = "local.hosts"
+
+[[blocklist]]
+name = "plain"
+path = "plain.txt"
+family = "Remus"
+
+[[allowlist]]
+name = "allow"
+path = "allow.txt"
+"#;
+    let setup = Setup::bare(vec!["127.0.0.1:53".parse().unwrap()], config);
+    setup.write("threatfox.csv", include_str!("fixtures/threatfox.csv"));
+    setup.write("policy.rpz.zone", include_str!("fixtures/policy.rpz.zone"));
+    setup.write("ads.txt", include_str!("fixtures/ads.adblock.txt"));
+    setup.write("local.hosts", include_str!("fixtures/local.hosts"));
+    setup.write("plain.txt", "posdteu.shop\nads.feed.test\n");
+    setup.write("allow.txt", "ads.feed.test\n");
+    setup
+}
+
+#[test]
+fn validate_reports_format_entries_and_skips_per_list() {
+    let setup = feeds();
+    let config = setup.config_path();
+    let output = sinkhole(&["validate", "--config", config.to_str().unwrap()]);
+    let stdout = succeeded(&output);
+    for expected in [
+        "blocklist threatfox: ",
+        "format: threatfox-csv (detected)",
+        "entries: 3 names, 0 exceptions, 1 response-IP triggers, 0 client-IP triggers",
+        "skipped: 0 invalid, 1 unsupported, 1 under min_confidence, 0 older than max_age",
+        "unsupported: 1 x file hash IOC",
+        "format: rpz (detected)",
+        "entries: 7 names, 1 exceptions, 0 response-IP triggers, 1 client-IP triggers",
+        "unsupported: 1 x rpz-nsdname trigger",
+        "format: adblock (detected)",
+        "entries: 2 names, 1 exceptions",
+        "unsupported: 1 x cosmetic rule",
+        "format: hosts (detected)",
+        "format: domains (detected)",
+        "conflict: blocklist ads entry ads.feed.test is protected by allow entry ads.feed.test",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+}
+
+#[test]
+fn validate_names_bad_entries_and_exits_64() {
+    let setup = feeds();
+    setup.write("plain.txt", "good.test\nbad name\nx..y\n");
+    let config = setup.config_path();
+    let output = sinkhole(&["validate", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = text(&output.stderr);
+    let path = setup.path("plain.txt");
+    assert!(
+        stderr.contains(&format!("{}:2: ", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:3: ", path.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_shows_every_matching_list_and_the_indicator() {
+    let setup = feeds();
+    let config = setup.config_path();
+    let config = config.to_str().unwrap();
+
+    let output = sinkhole(&["check", "--config", config, "c2.posdteu.shop"]);
+    let stdout = succeeded(&output);
+    for expected in [
+        "listed in: threatfox blocks posdteu.shop (sinkhole)",
+        "listed in: plain blocks posdteu.shop (sinkhole)",
+        "decision: blocked by list threatfox",
+        "ioc id: 9000101",
+        "family: Remus",
+        "malware: win.remus",
+        "tags: Remus, RemusStealer",
+        "first seen: 2026-06-06T08:14:02Z",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+
+    let output = sinkhole(&[
+        "check",
+        "--config",
+        config,
+        "www.example.test",
+        "--answer",
+        "192.0.2.10",
+    ]);
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("then blocked by list threatfox (answer address)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("entry: 192.0.2.10/32 (response IP)"),
+        "{stdout}"
+    );
+
+    let output = sinkhole(&["check", "--config", config, "a.nx.rpz-feed.test"]);
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("listed in: rpz blocks *.nx.rpz-feed.test (nxdomain)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("action: nxdomain -> NXDOMAIN"), "{stdout}");
+
+    let output = sinkhole(&["check", "--config", config, "x.ads.feed.test"]);
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("decision: forward (allowlist allow"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("listed in: allow allows ads.feed.test"),
+        "{stdout}"
+    );
+
+    let output = sinkhole(&["check", "--config", config, "local.hosts.test"]);
+    assert!(succeeded(&output).contains("action: local-data -> 192.0.2.77"));
+}
