@@ -172,26 +172,26 @@ fn print_metadata(list: &Blocklist, ioc: Option<&Indicator>) {
             say!("  {label}: {value}");
         }
     };
-    let own = |field: fn(&Indicator) -> Option<&String>| ioc.and_then(field).cloned();
+    let own = |field: fn(&Indicator) -> Option<&str>| ioc.and_then(field).map(str::to_owned);
     show("source", config.source.clone());
-    show("ioc id", own(|ioc| ioc.id.as_ref()));
-    show("ioc", own(|ioc| ioc.value.as_ref()));
-    show("ioc type", own(|ioc| ioc.ioc_type.as_ref()));
+    show("ioc id", own(|ioc| ioc.id.as_deref()));
+    show("ioc", own(|ioc| ioc.value.as_deref()));
+    show("ioc type", own(|ioc| ioc.ioc_type.as_deref()));
     show(
         "family",
-        own(|ioc| ioc.family.as_ref()).or(config.family.clone()),
+        own(|ioc| ioc.family.as_deref()).or(config.family.clone()),
     );
-    show("malware", own(|ioc| ioc.malware.as_ref()));
-    let threat_type = own(|ioc| ioc.threat_type.as_ref()).or(config.threat_type.clone());
+    show("malware", own(|ioc| ioc.malware.as_deref()));
+    let threat_type = own(|ioc| ioc.threat_type.as_deref()).or(config.threat_type.clone());
     show("threat type", threat_type);
     let confidence = ioc.and_then(|ioc| ioc.confidence).or(config.confidence);
     show("confidence", confidence.map(|c| c.to_string()));
-    let first_seen = own(|ioc| ioc.first_seen.as_ref()).or(config.first_seen.clone());
+    let first_seen = own(|ioc| ioc.first_seen.as_deref()).or(config.first_seen.clone());
     show("first seen", first_seen);
-    show("last seen", own(|ioc| ioc.last_seen.as_ref()));
+    show("last seen", own(|ioc| ioc.last_seen.as_deref()));
     let tags = ioc
         .map(|ioc| ioc.tags.join(", "))
         .filter(|tags| !tags.is_empty());
     show("tags", tags);
-    show("reference", own(|ioc| ioc.reference.as_ref()));
+    show("reference", own(|ioc| ioc.reference.as_deref()));
 }

@@ -365,14 +365,14 @@ impl<'o> JsonObject<'o> {
         }
     }
 
-    fn texts(&mut self, key: &str, values: &[String]) {
+    fn texts(&mut self, key: &str, values: &[impl AsRef<str>]) {
         self.key(key);
         self.out.push('[');
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
                 self.out.push(',');
             }
-            push_escaped(self.out, value);
+            push_escaped(self.out, value.as_ref());
         }
         self.out.push(']');
     }
@@ -488,7 +488,7 @@ pub(crate) mod tests {
             family: Some("Remus Loader".into()),
             confidence: Some(50),
             last_seen: Some("2026-06-07T10:00:00Z".into()),
-            tags: vec!["Remus".into(), "loader".into()],
+            tags: ["Remus".into(), "loader".into()].into(),
             ..Indicator::default()
         };
         builder.indicator(indicator, None).unwrap();

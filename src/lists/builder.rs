@@ -4,13 +4,14 @@
 //! Every format parser feeds one of these, so names are normalised, bad entries reported and
 //! indicators filtered the same way whatever the format.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use ipnet::IpNet;
 
 use super::domain::normalize;
-use super::rule::{EntryAction, Indicator, LIST_RULE, Rule, Scope};
+use super::rule::{EntryAction, Indicator, LIST_RULE, Rule, Scope, Text};
 use super::{
     Attr, Format, IpTrigger, ListOptions, NameTriggers, Names, ParsedList, Skipped, SkippedLine,
 };
@@ -28,6 +29,9 @@ pub struct ListBuilder<'o> {
     lines: usize,
     /// Indicators last seen before this Unix time are expired.
     cutoff: Option<i64>,
+    /// Indicator texts seen so far, each kept once.
+    texts: HashSet<Text>,
+    tag_sets: HashMap<Box<str>, Arc<[Text]>>,
 }
 
 impl<'o> ListBuilder<'o> {
@@ -51,7 +55,32 @@ impl<'o> ListBuilder<'o> {
             skipped: Skipped::default(),
             lines: 0,
             cutoff,
+            texts: HashSet::new(),
+            tag_sets: HashMap::new(),
         }
+    }
+
+    /// `text` as an indicator's text, shared with every other indicator that has it. For
+    /// values that indicators repeat; an IOC's id or value is better made with `Text::from`.
+    pub fn shared(&mut self, text: &str) -> Text {
+        if let Some(known) = self.texts.get(text) {
+            return known.clone();
+        }
+        let text = Text::from(text);
+        self.texts.insert(text.clone());
+        text
+    }
+
+    /// A set of tags, shared with every other indicator that has the same ones.
+    pub fn shared_tags<'t>(&mut self, tags: impl Iterator<Item = &'t str>) -> Arc<[Text]> {
+        let tags: Vec<&str> = tags.collect();
+        let key = tags.join(",");
+        if let Some(known) = self.tag_sets.get(key.as_str()) {
+            return known.clone();
+        }
+        let set: Arc<[Text]> = tags.iter().map(|tag| self.shared(tag)).collect();
+        self.tag_sets.insert(key.into(), set.clone());
+        set
     }
 
     pub fn options(&self) -> &ListOptions {
@@ -243,7 +272,7 @@ mod tests {
     fn indicator(confidence: Option<u8>, last_seen: Option<&str>) -> Indicator {
         Indicator {
             confidence,
-            last_seen: last_seen.map(str::to_owned),
+            last_seen: last_seen.map(Text::from),
             first_seen: Some("2026-01-01T00:00:00Z".into()),
             ..Indicator::default()
         }

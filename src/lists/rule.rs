@@ -91,27 +91,31 @@ pub struct LocalData {
     pub ttl: Option<u32>,
 }
 
+/// Text of an indicator. Values that many indicators repeat (family, threat type, tags,
+/// times) are shared: a feed of a million indicators keeps each such value once.
+pub type Text = Arc<str>;
+
 /// What a feed says about one indicator. Absent fields fall back to the list's config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Indicator {
     /// The feed's IOC id (ThreatFox `ioc_id`).
-    pub id: Option<String>,
+    pub id: Option<Text>,
     /// The IOC as the feed wrote it (a URL, `ip:port`, a domain).
-    pub value: Option<String>,
+    pub value: Option<Text>,
     /// The feed's IOC type (`domain`, `url`, `ip:port`).
-    pub ioc_type: Option<String>,
+    pub ioc_type: Option<Text>,
     /// Malware family as people write it (`Remus`).
-    pub family: Option<String>,
+    pub family: Option<Text>,
     /// The feed's malware key (`win.remus`).
-    pub malware: Option<String>,
-    pub threat_type: Option<String>,
+    pub malware: Option<Text>,
+    pub threat_type: Option<Text>,
     /// 0 to 100.
     pub confidence: Option<u8>,
     /// RFC 3339 times.
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    pub tags: Vec<String>,
-    pub reference: Option<String>,
+    pub first_seen: Option<Text>,
+    pub last_seen: Option<Text>,
+    pub tags: Arc<[Text]>,
+    pub reference: Option<Text>,
 }
 
 /// An entry's rule: its own action and metadata, each falling back to the list's.

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -20,7 +21,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::domain::normalize;
-use super::rule::Indicator;
+use super::rule::{Indicator, Text};
 use super::{Attr, Broken, ListBuilder, Skipped, numbered_lines};
 use crate::events::time::parse_date_or_time;
 
@@ -217,13 +218,20 @@ fn present(text: &str) -> Option<&str> {
     (!text.is_empty() && text != "None").then_some(text)
 }
 
-fn owned(text: Option<&str>) -> Option<String> {
-    text.and_then(present).map(str::to_owned)
+/// A value of this IOC's own (its id, its value).
+fn own(text: Option<&str>) -> Option<Text> {
+    text.and_then(present).map(Text::from)
+}
+
+/// A value that other IOCs repeat (a family, a threat type), kept once per list.
+fn shared(list: &mut ListBuilder<'_>, text: Option<&str>) -> Option<Text> {
+    text.and_then(present).map(|text| list.shared(text))
 }
 
 /// A ThreatFox time as RFC 3339; a time that cannot be read is left out, not an error.
-fn time(text: Option<&str>) -> Option<String> {
-    text.and_then(present).and_then(parse_date_or_time)
+fn time(list: &mut ListBuilder<'_>, text: Option<&str>) -> Option<Text> {
+    let time = text.and_then(present).and_then(parse_date_or_time)?;
+    Some(list.shared(&time))
 }
 
 fn confidence_text(text: &str) -> Result<u8, String> {
@@ -237,11 +245,6 @@ fn percent(number: i64) -> Result<u8, String> {
         .ok()
         .filter(|&percent| percent <= 100)
         .ok_or_else(|| format!("confidence level {number} is outside 0 to 100"))
-}
-
-/// Tags trimmed, with empty ones dropped.
-fn tags<'t>(parts: impl Iterator<Item = &'t str>) -> Vec<String> {
-    parts.filter_map(present).map(str::to_owned).collect()
 }
 
 /// The CSV columns the parser reads.
@@ -408,18 +411,21 @@ fn read_row<'a>(
     let Some(kind) = kind(get(Column::Type), list) else {
         return;
     };
+    let tags = get(Column::Tags).map_or(Default::default(), |text| {
+        list.shared_tags(text.split(',').filter_map(present))
+    });
     let indicator = Indicator {
-        id: owned(get(Column::Id)),
-        value: owned(get(Column::Value)),
-        ioc_type: owned(get(Column::Type)),
-        family: owned(get(Column::Family)),
-        malware: owned(get(Column::Malware)),
-        threat_type: owned(get(Column::ThreatType)),
+        id: own(get(Column::Id)),
+        value: own(get(Column::Value)),
+        ioc_type: shared(list, get(Column::Type)),
+        family: shared(list, get(Column::Family)),
+        malware: shared(list, get(Column::Malware)),
+        threat_type: shared(list, get(Column::ThreatType)),
         confidence: None,
-        first_seen: time(get(Column::FirstSeen)),
-        last_seen: time(get(Column::LastSeen)),
-        tags: get(Column::Tags).map_or_else(Vec::new, |text| tags(text.split(','))),
-        reference: owned(get(Column::Reference)),
+        first_seen: time(list, get(Column::FirstSeen)),
+        last_seen: time(list, get(Column::LastSeen)),
+        tags,
+        reference: shared(list, get(Column::Reference)),
     };
     let confidence = get(Column::Confidence).map(confidence_text).transpose();
     let ioc = Ioc {
@@ -645,19 +651,18 @@ fn read_json_ioc(ioc: JsonIoc, list: &mut ListBuilder<'_>, locator: &mut Locator
     let Some(kind) = kind(ioc.ioc_type.as_deref(), list) else {
         return;
     };
-    let text = |text: &Option<String>| owned(text.as_deref());
     let indicator = Indicator {
         id: json_id(&ioc.id),
-        value: text(&ioc.ioc_value),
-        ioc_type: text(&ioc.ioc_type),
-        family: text(&ioc.malware_printable),
-        malware: text(&ioc.malware),
-        threat_type: text(&ioc.threat_type),
+        value: own(ioc.ioc_value.as_deref()),
+        ioc_type: shared(list, ioc.ioc_type.as_deref()),
+        family: shared(list, ioc.malware_printable.as_deref()),
+        malware: shared(list, ioc.malware.as_deref()),
+        threat_type: shared(list, ioc.threat_type.as_deref()),
         confidence: None,
-        first_seen: time(ioc.first_seen_utc.as_deref()),
-        last_seen: time(ioc.last_seen_utc.as_deref()),
-        tags: json_tags(&ioc.tags),
-        reference: text(&ioc.reference),
+        first_seen: time(list, ioc.first_seen_utc.as_deref()),
+        last_seen: time(list, ioc.last_seen_utc.as_deref()),
+        tags: json_tags(&ioc.tags, list),
+        reference: shared(list, ioc.reference.as_deref()),
     };
     let ioc = Ioc {
         kind,
@@ -667,10 +672,10 @@ fn read_json_ioc(ioc: JsonIoc, list: &mut ListBuilder<'_>, locator: &mut Locator
     add_ioc(ioc, list, |indicator| locator.line(indicator.id.as_deref()));
 }
 
-fn json_id(id: &Value) -> Option<String> {
+fn json_id(id: &Value) -> Option<Text> {
     match id {
-        Value::String(id) => owned(Some(id.as_str())),
-        Value::Number(id) => Some(id.to_string()),
+        Value::String(id) => own(Some(id.as_str())),
+        Value::Number(id) => Some(Text::from(id.to_string())),
         _ => None,
     }
 }
@@ -688,11 +693,14 @@ fn json_confidence(confidence: &Value) -> Result<Option<u8>, String> {
 }
 
 /// Tags as a comma-separated string or an array of strings.
-fn json_tags(value: &Value) -> Vec<String> {
+fn json_tags(value: &Value, list: &mut ListBuilder<'_>) -> Arc<[Text]> {
     match value {
-        Value::String(text) => tags(text.split(',')),
-        Value::Array(items) => tags(items.iter().filter_map(Value::as_str)),
-        _ => Vec::new(),
+        Value::String(text) => list.shared_tags(text.split(',').filter_map(present)),
+        Value::Array(items) => {
+            let tags = items.iter().filter_map(Value::as_str).filter_map(present);
+            list.shared_tags(tags)
+        }
+        _ => Arc::default(),
     }
 }
 
@@ -727,7 +735,12 @@ impl Locator<'_> {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
+    use crate::lists::rule::Text;
     use crate::lists::{Broken, Format, Indicator, ListOptions, ParsedList};
+
+    fn tag_texts(tags: &[Text]) -> Vec<&str> {
+        tags.iter().map(|tag| &**tag).collect()
+    }
 
     /// 2026-06-06T00:00:00Z.
     const NOW: u64 = 1_780_704_000;
@@ -823,7 +836,7 @@ mod tests {
         assert_eq!(domain.confidence, Some(100));
         assert_eq!(domain.first_seen.as_deref(), Some("2026-06-06T08:14:02Z"));
         assert_eq!(domain.last_seen, None);
-        assert_eq!(domain.tags, ["Remus", "RemusStealer"]);
+        assert_eq!(tag_texts(&domain.tags), ["Remus", "RemusStealer"]);
         assert_eq!(domain.reference, None);
 
         let url = indicator(&list, "mathlah.com");
@@ -845,7 +858,7 @@ mod tests {
         let found = indicator(&list, "a.test");
         assert_eq!(found.id.as_deref(), Some("7"));
         assert_eq!(found.confidence, Some(60));
-        assert_eq!(found.tags, ["x", "y"]);
+        assert_eq!(tag_texts(&found.tags), ["x", "y"]);
         assert_eq!(found.family, None);
     }
 
@@ -860,7 +873,7 @@ mod tests {
         let old = indicator(&list, "b.test");
         assert_eq!(old.confidence, Some(50));
         assert_eq!(old.first_seen.as_deref(), Some("2026-06-06T00:00:00Z"));
-        assert_eq!(old.tags, ["Remus"]);
+        assert_eq!(tag_texts(&old.tags), ["Remus"]);
     }
 
     #[test]
@@ -1056,7 +1069,7 @@ mod tests {
         assert_eq!(first.confidence, Some(100));
         assert_eq!(first.first_seen.as_deref(), Some("2026-06-06T08:14:03Z"));
         assert_eq!(first.last_seen, None);
-        assert_eq!(first.tags, ["Remus", "RemusStealer"]);
+        assert_eq!(tag_texts(&first.tags), ["Remus", "RemusStealer"]);
         assert_eq!(
             first.reference.as_deref(),
             Some("https://example.test/remus")
@@ -1109,7 +1122,7 @@ mod tests {
         assert_eq!(domain.id.as_deref(), Some("9000101"));
         assert_eq!(domain.confidence, Some(100));
         assert_eq!(domain.first_seen.as_deref(), Some("2026-06-06T08:14:02Z"));
-        assert_eq!(domain.tags, ["Remus", "RemusStealer"]);
+        assert_eq!(tag_texts(&domain.tags), ["Remus", "RemusStealer"]);
 
         assert_eq!(response_ips(&list), ["198.51.100.20/32"]);
         let rule = list.response_ips[0].rule as usize;
