@@ -53,6 +53,7 @@ fn loaded(text: &str) -> Arc<LoadedList> {
         path: "bench.txt".into(),
         parsed,
         elapsed: Duration::ZERO,
+        stamp: None,
     })
 }
 

@@ -154,6 +154,14 @@ impl Reloader {
         failed
     }
 
+    /// Whether a list file changed since it was loaded: a change made before the watcher
+    /// started is not reported by it.
+    fn changed_since_load(&self) -> bool {
+        self.lists
+            .iter()
+            .any(|list| lists::FileStamp::of(&list.path) != list.stamp)
+    }
+
     /// The folders to watch and the file paths that matter in them.
     fn watched(&self) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
         let files: HashSet<PathBuf> = list_specs(&self.config, SystemTime::now())
@@ -278,6 +286,10 @@ pub async fn watch(reloader: Reloader, shutdown: CancellationToken) {
     let (changes, mut changed) = mpsc::channel::<()>(1);
     let watcher = start_watcher(&dirs, files, changes.clone());
     let mut hangup = hangup_signal();
+    tracing::info!(folders = dirs.len(), "watching list files");
+    if reloader.changed_since_load() {
+        let _ = changes.try_send(());
+    }
 
     let reloader = Arc::new(std::sync::Mutex::new(reloader));
     loop {

@@ -496,6 +496,7 @@ pub(crate) mod tests {
             path: "remus.txt".into(),
             parsed: builder.finish(Format::Domains),
             elapsed: Duration::ZERO,
+            stamp: None,
         };
         Arc::new(Blocklist::new(&config.blocklists[0], &loaded, &config))
     }

@@ -209,6 +209,32 @@ pub struct LoadedList {
     pub path: PathBuf,
     pub parsed: ParsedList,
     pub elapsed: Duration,
+    /// The file as it was just before it was read; `None` when that could not be seen.
+    pub stamp: Option<FileStamp>,
+}
+
+/// What tells one version of a file from the next without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    /// The file's stamp now; `None` when it cannot be seen (deleted, say).
+    pub fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+            inode,
+        })
+    }
 }
 
 /// A list file that cannot be used at all.
@@ -238,6 +264,9 @@ pub struct Broken {
 /// Reads and parses one list file.
 pub fn load(path: &Path, options: &ListOptions) -> Result<LoadedList, ListError> {
     let started = Instant::now();
+    // Taken before reading: a change in between makes the stamp stale, which costs one
+    // needless reload, never a missed one.
+    let stamp = FileStamp::of(path);
     let bytes = std::fs::read(path).map_err(|source| ListError::Read {
         path: path.display().to_string(),
         source,
@@ -251,6 +280,7 @@ pub fn load(path: &Path, options: &ListOptions) -> Result<LoadedList, ListError>
         path: path.to_owned(),
         parsed,
         elapsed: started.elapsed(),
+        stamp,
     })
 }
 
@@ -290,4 +320,27 @@ pub fn numbered_lines_raw(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> 
         .flat_map(|bytes| bytes.split(|&byte| byte == b'\n'))
         .enumerate()
         .map(|(index, raw)| (index + 1, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_stamp_changes_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.txt");
+        std::fs::write(&path, "a.test\n").unwrap();
+        let loaded = load(&path, &ListOptions::default()).unwrap();
+        assert_eq!(FileStamp::of(&path), loaded.stamp);
+
+        std::fs::write(&path, "a.test\nb.test\n").unwrap();
+        assert_ne!(FileStamp::of(&path), loaded.stamp, "rewritten");
+        let renamed = dir.path().join("new.txt");
+        std::fs::write(&renamed, "c.test\n").unwrap();
+        std::fs::rename(&renamed, &path).unwrap();
+        assert_ne!(FileStamp::of(&path), loaded.stamp, "replaced by rename");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(FileStamp::of(&path), None, "deleted");
+    }
 }

@@ -399,6 +399,7 @@ mod tests {
             path: "mem".into(),
             parsed: builder.finish(Format::Domains),
             elapsed: Duration::ZERO,
+            stamp: None,
         })
     }
 

@@ -161,6 +161,8 @@ impl Sinkhole {
             log,
         };
         let line = sinkhole.wait_for_log("listening on udp ");
+        // Changes the test makes from now on are seen by the watcher.
+        sinkhole.wait_for_log("watching list files");
         let addr = line.rsplit(' ').next().unwrap();
         sinkhole.addr = addr.parse().expect("bound address in log");
         sinkhole
