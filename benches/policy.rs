@@ -54,6 +54,8 @@ fn loaded(text: &str) -> Arc<LoadedList> {
         parsed,
         elapsed: Duration::ZERO,
         stamp: None,
+        sha256: String::new(),
+        options_key: String::new(),
     })
 }
 

@@ -65,7 +65,7 @@ pub struct Config {
 }
 
 /// `[server]`: where sinkhole listens and whom it answers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Addresses to serve on, UDP and TCP each. Default `["127.0.0.1:5335"]`.
@@ -111,7 +111,7 @@ fn default_allowed_clients() -> Vec<Network> {
 }
 
 /// `[upstream]`: the resolvers sinkhole forwards to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// `ADDR` or `ADDR:PORT` of each upstream (port 53 by default). When empty, the
@@ -137,7 +137,7 @@ impl Default for UpstreamConfig {
 }
 
 /// `[cache]`: the answer cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Most answers kept; the least recently used goes first. 0 disables. Default 100000.
@@ -182,7 +182,7 @@ impl Default for SinkholeConfig {
 }
 
 /// `[events]`: the sinkhole event log.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// JSON-lines file that receives one ASIM DNS record per event. Default
@@ -193,6 +193,12 @@ pub struct EventsConfig {
     pub queue: usize,
     /// `Dvc` field of every event; default: this machine's host name.
     pub device: Option<String>,
+    /// The site this resolver serves, in every event (`AdditionalFields.site`); default:
+    /// this machine's host name.
+    pub site: Option<String>,
+    /// Seconds between two heartbeat events (the lists in force, their age and last error);
+    /// 0 turns them off. Default 300.
+    pub heartbeat_interval_s: u64,
 }
 
 impl Default for EventsConfig {
@@ -201,6 +207,8 @@ impl Default for EventsConfig {
             path: "sinkhole-events.ndjson".into(),
             queue: 65_536,
             device: None,
+            site: None,
+            heartbeat_interval_s: 300,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::events::{Device, EventLog, EventLogError};
 use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
-use crate::reload::{self, Reloader};
+use crate::reload::{self, ConfigSource, Reloader};
 use crate::upstream::{AnswerCache, CacheLimits, Forwarder, Timeouts, UpstreamError};
 
 /// How long in-flight queries and queued events get to finish at shutdown.
@@ -45,7 +45,11 @@ pub struct Server {
 
 impl Server {
     /// Sets up upstreams, cache, event log and the first policy from lists loaded already.
-    pub fn new(config: Config, lists: Vec<Arc<LoadedList>>) -> Result<Self, ServeError> {
+    pub fn new(
+        source: ConfigSource,
+        config: Config,
+        lists: Vec<Arc<LoadedList>>,
+    ) -> Result<Self, ServeError> {
         let upstreams: Vec<SocketAddr> = config.upstream.servers.iter().map(|u| u.0).collect();
         let timeouts = Timeouts {
             total: Duration::from_millis(config.upstream.timeout_ms),
@@ -56,7 +60,10 @@ impl Server {
         tracing::info!(upstreams = ?forwarder.servers(), timeout_ms = config.upstream.timeout_ms, "upstreams");
 
         let events_path: PathBuf = config.resolve(&config.events.path);
-        let device = Device::detect(config.events.device.as_deref());
+        let device = Device::detect(
+            config.events.device.as_deref(),
+            config.events.site.as_deref(),
+        );
         let events = EventLog::open(&events_path, config.events.queue, device)?;
         tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
 
@@ -69,7 +76,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
-        let reloader = Reloader::new(config, lists, Some(events.sink()));
+        let reloader = Reloader::new(source, config, lists, Some(events.sink()));
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use record::{ConflictEvent, Device, Outcome, QueryEvent, Transport};
+pub use record::{ConflictEvent, Device, ListReport, Outcome, PolicyEvent, QueryEvent, Transport};
 
 /// The event log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,13 @@ pub struct EventCounters {
 pub enum Event {
     Query(QueryEvent),
     Conflict(ConflictEvent),
+    Policy(PolicyEvent),
+}
+
+impl From<PolicyEvent> for Event {
+    fn from(event: PolicyEvent) -> Self {
+        Self::Policy(event)
+    }
 }
 
 impl From<QueryEvent> for Event {
@@ -64,6 +71,7 @@ impl Event {
         match self {
             Self::Query(event) => event.write_json(device, out),
             Self::Conflict(event) => event.write_json(device, out),
+            Self::Policy(event) => event.write_json(device, out),
         }
     }
 }
@@ -81,6 +89,11 @@ pub struct EventSink {
 }
 
 impl EventSink {
+    /// Events lost so far: dropped from a full queue, or not written.
+    pub fn lost(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed) + self.counters.failed.load(Ordering::Relaxed)
+    }
+
     /// Queues an event without waiting; a full queue drops it and counts the drop.
     pub fn emit(&self, event: impl Into<Event>) {
         match self.queue.try_send(Message::Event(Box::new(event.into()))) {

@@ -71,10 +71,13 @@ pub struct Device {
     pub name: String,
     /// `DvcHostname`: the host name without its domain.
     pub hostname: String,
+    /// The site this resolver serves (`AdditionalFields.site`), so events from many sites
+    /// can be told apart.
+    pub site: String,
 }
 
 impl Device {
-    pub fn detect(configured: Option<&str>) -> Self {
+    pub fn detect(configured: Option<&str>, site: Option<&str>) -> Self {
         let fqdn = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::fs::read_to_string("/etc/hostname"))
             .map(|name| name.trim().to_owned())
@@ -83,7 +86,12 @@ impl Device {
             .unwrap_or_else(|| "localhost".to_owned());
         let name = configured.map_or_else(|| fqdn.clone(), str::to_owned);
         let hostname = name.split('.').next().unwrap_or(&name).to_owned();
-        Self { name, hostname }
+        let site = site.map_or_else(|| fqdn.clone(), str::to_owned);
+        Self {
+            name,
+            hostname,
+            site,
+        }
     }
 }
 
@@ -97,7 +105,7 @@ impl QueryEvent {
         self.write_event_fields(device, &mut json);
         self.write_network_fields(&mut json);
         self.write_dns_fields(&mut json);
-        self.write_threat_fields(&mut json);
+        self.write_threat_fields(device, &mut json);
         json.close();
     }
 
@@ -166,14 +174,14 @@ impl QueryEvent {
     }
 
     /// The rule and indicator fields, and the details ASIM has no field for.
-    fn write_threat_fields(&self, json: &mut JsonObject<'_>) {
+    fn write_threat_fields(&self, device: &Device, json: &mut JsonObject<'_>) {
         let found = &self.found;
         let threat_ip = match found.kind {
             TriggerKind::Domain => None,
             TriggerKind::ClientIp => Some(plain_ip(self.client.ip())),
             TriggerKind::ResponseIp => found.address,
         };
-        let mut additional = write_threat(json, found, threat_ip);
+        let mut additional = write_threat(json, found, threat_ip, device);
         if let Some(matched) = self.chain.last() {
             additional.texts("cname_chain", &self.chain);
             additional.text("matched_name", matched);
@@ -196,8 +204,6 @@ impl QueryEvent {
 #[derive(Debug, Clone)]
 pub struct ConflictEvent {
     pub time: SystemTime,
-    /// The policy version that found it.
-    pub version: u64,
     pub conflict: Conflict,
 }
 
@@ -220,13 +226,114 @@ impl ConflictEvent {
         json.text("DvcOriginalAction", found.response().name());
         let listed = conflict.entry.trim_start_matches(['*', '=']);
         json.text("DnsQuery", listed.trim_start_matches('.'));
-        let mut additional = write_threat(&mut json, &found, None);
+        let mut additional = write_threat(&mut json, &found, None, device);
         additional.text("allowlist", &conflict.allowlist);
         additional.text("protected_by", &conflict.protected_by);
-        additional.number("policy_version", self.version);
         additional.close();
         json.close();
     }
+}
+
+/// One list as a policy event or a heartbeat reports it.
+#[derive(Debug, Clone, Default)]
+pub struct ListReport {
+    pub name: String,
+    /// `blocklist` or `allowlist`.
+    pub kind: &'static str,
+    /// Where the list comes from: its path.
+    pub source: String,
+    pub format: &'static str,
+    /// Entries of every kind (names, exceptions, IP triggers).
+    pub entries: usize,
+    /// Entries that are new, and gone, since the previous policy; `None` when not known.
+    pub added: Option<usize>,
+    pub removed: Option<usize>,
+    /// SHA-256 of the file in force.
+    pub sha256: String,
+    /// Seconds since the copy in force was read (heartbeats).
+    pub age_s: Option<u64>,
+    /// The last error loading it, if the last attempt failed (heartbeats).
+    pub last_error: Option<String>,
+}
+
+/// A policy load, good or failed, or a heartbeat: what the policy in force holds.
+#[derive(Debug, Clone)]
+pub struct PolicyEvent {
+    pub time: SystemTime,
+    /// `PolicyReload` or `Heartbeat`.
+    pub kind: &'static str,
+    /// Whether a new policy was published (always true for heartbeats).
+    pub published: bool,
+    /// The version in force after the event.
+    pub version: u64,
+    /// What started it: `start`, `file change`, `SIGHUP`, `interval`.
+    pub trigger: &'static str,
+    pub duration_ms: Option<f64>,
+    pub lists: Vec<ListReport>,
+    /// Each error as `path:line: reason` or `path: reason`.
+    pub errors: Vec<String>,
+    /// Config keys that changed but apply only after a restart.
+    pub restart_needed: Vec<String>,
+    /// Events dropped or lost so far (heartbeats).
+    pub events_dropped: Option<u64>,
+}
+
+impl PolicyEvent {
+    /// Appends the event as one line of JSON, without the newline, to `out`.
+    pub fn write_json(&self, device: &Device, out: &mut String) {
+        let mut json = JsonObject::open(out);
+        let time = rfc3339_millis(self.time);
+        let severity = if self.published && self.errors.is_empty() {
+            "Informational"
+        } else {
+            "Medium"
+        };
+        write_common(&mut json, &time, self.kind, severity, device);
+        json.text(
+            "EventResult",
+            if self.published { "Success" } else { "Failure" },
+        );
+        let mut additional = json.object("AdditionalFields");
+        additional.text("site", &device.site);
+        additional.number("policy_version", self.version);
+        additional.text("trigger", self.trigger);
+        if let Some(ms) = self.duration_ms {
+            additional.float("duration_ms", ms);
+        }
+        if let Some(dropped) = self.events_dropped {
+            additional.number("events_dropped", dropped);
+        }
+        additional.texts("errors", &self.errors);
+        additional.texts("restart_needed", &self.restart_needed);
+        let mut lists = additional.array("lists");
+        for list in &self.lists {
+            let mut item = lists.object();
+            write_list(&mut item, list);
+            item.close();
+        }
+        lists.close();
+        additional.close();
+        json.close();
+    }
+}
+
+fn write_list(json: &mut JsonObject<'_>, list: &ListReport) {
+    json.text("name", &list.name);
+    json.text("kind", list.kind);
+    json.text("source", &list.source);
+    json.text("format", list.format);
+    json.number("entries", list.entries as u64);
+    if let Some(added) = list.added {
+        json.number("added", added as u64);
+    }
+    if let Some(removed) = list.removed {
+        json.number("removed", removed as u64);
+    }
+    json.text("sha256", &list.sha256);
+    if let Some(age) = list.age_s {
+        json.number("age_s", age);
+    }
+    json.optional_text("last_error", list.last_error.as_deref());
 }
 
 /// The fields every event starts with.
@@ -289,6 +396,7 @@ fn write_threat<'j>(
     json: &'j mut JsonObject<'_>,
     found: &MatchRecord,
     threat_ip: Option<IpAddr>,
+    device: &Device,
 ) -> JsonObject<'j> {
     let threat = Threat::of(found);
     let list = &found.list;
@@ -313,6 +421,8 @@ fn write_threat<'j>(
 
     let ioc = found.indicator();
     let mut additional = json.object("AdditionalFields");
+    additional.text("site", &device.site);
+    additional.number("policy_version", found.list.policy_version);
     additional.text("matched_ioc", &found.entry);
     let ioc_type = match found.kind {
         TriggerKind::Domain => "domain",
@@ -382,6 +492,22 @@ impl<'o> JsonObject<'o> {
         let _ = write!(self.out, "{value}");
     }
 
+    /// A number with three decimals; not finite numbers are written as 0.
+    fn float(&mut self, key: &str, value: f64) {
+        self.key(key);
+        let value = if value.is_finite() { value } else { 0.0 };
+        let _ = write!(self.out, "{value:.3}");
+    }
+
+    fn array(&mut self, key: &str) -> JsonArray<'_> {
+        self.key(key);
+        self.out.push('[');
+        JsonArray {
+            out: self.out,
+            empty: true,
+        }
+    }
+
     /// A string value from a `Display` type that never needs escaping (addresses, mnemonics).
     fn display(&mut self, key: &str, value: impl std::fmt::Display) {
         self.key(key);
@@ -395,6 +521,26 @@ impl<'o> JsonObject<'o> {
 
     fn close(self) {
         self.out.push('}');
+    }
+}
+
+/// Writes the items of one JSON array into a string.
+struct JsonArray<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl JsonArray<'_> {
+    fn object(&mut self) -> JsonObject<'_> {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        JsonObject::open(self.out)
+    }
+
+    fn close(self) {
+        self.out.push(']');
     }
 }
 
@@ -497,8 +643,10 @@ pub(crate) mod tests {
             parsed: builder.finish(Format::Domains),
             elapsed: Duration::ZERO,
             stamp: None,
+            sha256: String::new(),
+            options_key: String::new(),
         };
-        Arc::new(Blocklist::new(&config.blocklists[0], &loaded, &config))
+        Arc::new(Blocklist::new(&config.blocklists[0], &loaded, &config, 1))
     }
 
     pub(crate) fn event(outcome: Outcome) -> QueryEvent {
@@ -530,6 +678,7 @@ pub(crate) mod tests {
         Device {
             name: "dns-01.example".into(),
             hostname: "dns-01".into(),
+            site: "branch-01".into(),
         }
     }
 
@@ -569,6 +718,8 @@ pub(crate) mod tests {
         assert_eq!(json["SrcPortNumber"], 53012);
         assert_eq!(json["DnsResponseCode"], 0);
         assert_eq!(json["AdditionalFields"]["matched_ioc"], "posdteu.shop");
+        assert_eq!(json["AdditionalFields"]["site"], "branch-01");
+        assert_eq!(json["AdditionalFields"]["policy_version"], 1);
     }
 
     #[test]
@@ -619,7 +770,6 @@ pub(crate) mod tests {
         };
         let event = ConflictEvent {
             time: UNIX_EPOCH,
-            version: 3,
             conflict,
         };
         let mut line = String::new();
@@ -631,7 +781,48 @@ pub(crate) mod tests {
         assert_eq!(json["RuleName"], "threatfox-remus");
         assert_eq!(json["ThreatName"], "Remus");
         assert_eq!(json["AdditionalFields"]["allowlist"], "microsoft-update");
-        assert_eq!(json["AdditionalFields"]["policy_version"], 3);
+        assert_eq!(json["AdditionalFields"]["policy_version"], 1);
+    }
+
+    #[test]
+    fn policy_event_lists_every_list_and_error() {
+        let list = ListReport {
+            name: "threatfox-remus".into(),
+            kind: "blocklist",
+            source: "/etc/sinkhole/remus.txt".into(),
+            format: "domains",
+            entries: 4,
+            added: Some(1),
+            removed: Some(2),
+            sha256: "ab".repeat(32),
+            ..ListReport::default()
+        };
+        let event = PolicyEvent {
+            time: UNIX_EPOCH,
+            kind: "PolicyReload",
+            published: false,
+            version: 7,
+            trigger: "file change",
+            duration_ms: Some(12.5),
+            lists: vec![list],
+            errors: vec!["remus.txt:3: bad \"name\"".into()],
+            restart_needed: vec!["upstream.servers".into()],
+            events_dropped: None,
+        };
+        let mut line = String::new();
+        event.write_json(&device(), &mut line);
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["EventType"], "PolicyReload");
+        assert_eq!(json["EventResult"], "Failure");
+        let additional = &json["AdditionalFields"];
+        assert_eq!(additional["policy_version"], 7);
+        assert_eq!(additional["site"], "branch-01");
+        assert_eq!(additional["duration_ms"], 12.5);
+        assert_eq!(additional["errors"][0], "remus.txt:3: bad \"name\"");
+        assert_eq!(additional["restart_needed"][0], "upstream.servers");
+        assert_eq!(additional["lists"][0]["added"], 1);
+        assert_eq!(additional["lists"][0]["removed"], 2);
+        assert_eq!(additional["lists"][0]["sha256"].as_str().unwrap().len(), 64);
     }
 
     #[test]

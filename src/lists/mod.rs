@@ -77,6 +77,23 @@ pub struct ListOptions {
     pub now: SystemTime,
 }
 
+impl ListOptions {
+    /// The options as comparable text: two reads of the same file with the same key give the
+    /// same list (but for `max_age`, which moves with `now`).
+    pub fn key(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.format,
+            self.scope,
+            self.origin,
+            self.min_confidence,
+            self.max_age,
+            self.confidence,
+            self.first_seen
+        )
+    }
+}
+
 impl Default for ListOptions {
     fn default() -> Self {
         Self {
@@ -211,6 +228,10 @@ pub struct LoadedList {
     pub elapsed: Duration,
     /// The file as it was just before it was read; `None` when that could not be seen.
     pub stamp: Option<FileStamp>,
+    /// SHA-256 of the file's bytes, in hex: what `sha256sum` prints for it.
+    pub sha256: String,
+    /// [`ListOptions::key`] of the options it was read with.
+    pub options_key: String,
 }
 
 /// What tells one version of a file from the next without reading it.
@@ -222,6 +243,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// When the file was last written, where the system tells.
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.modified
+    }
+
     /// The file's stamp now; `None` when it cannot be seen (deleted, say).
     pub fn of(path: &Path) -> Option<Self> {
         let metadata = std::fs::metadata(path).ok()?;
@@ -281,7 +307,22 @@ pub fn load(path: &Path, options: &ListOptions) -> Result<LoadedList, ListError>
         parsed,
         elapsed: started.elapsed(),
         stamp,
+        sha256: sha256_hex(&bytes),
+        options_key: options.key(),
     })
+}
+
+/// The SHA-256 of `bytes` in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(bytes);
+    digest
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// Parses a list's text in the configured format, or the one its content shows.
@@ -333,6 +374,11 @@ mod tests {
         std::fs::write(&path, "a.test\n").unwrap();
         let loaded = load(&path, &ListOptions::default()).unwrap();
         assert_eq!(FileStamp::of(&path), loaded.stamp);
+        // `printf 'a.test\n' | sha256sum`
+        assert_eq!(
+            loaded.sha256,
+            "5f0f8175e59f623c3016f1ab6162b8a1118702ee5b1bb773b1dad2969ddd7857"
+        );
 
         std::fs::write(&path, "a.test\nb.test\n").unwrap();
         assert_ne!(FileStamp::of(&path), loaded.stamp, "rewritten");

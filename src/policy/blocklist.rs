@@ -50,10 +50,12 @@ pub struct Blocklist {
     pub counts: ListCounts,
     /// The Extended DNS Error text of its blocked answers.
     pub blocked_text: String,
+    /// The version of the policy this list belongs to, for events.
+    pub policy_version: u64,
 }
 
 impl Blocklist {
-    pub fn new(list: &BlocklistConfig, loaded: &LoadedList, config: &Config) -> Self {
+    pub fn new(list: &BlocklistConfig, loaded: &LoadedList, config: &Config, version: u64) -> Self {
         let parsed = &loaded.parsed;
         let first_seen = list.first_seen.as_deref();
         Self {
@@ -81,6 +83,7 @@ impl Blocklist {
                 client_ips: parsed.client_ips.len(),
             },
             blocked_text: format!("blocked by list {}", list.name),
+            policy_version: version,
         }
     }
 

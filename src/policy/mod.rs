@@ -153,7 +153,7 @@ impl Policy {
             .blocklists
             .iter()
             .zip(block_lists)
-            .map(|(list, loaded)| Arc::new(Blocklist::new(list, loaded, config)))
+            .map(|(list, loaded)| Arc::new(Blocklist::new(list, loaded, config, version)))
             .collect();
         let allowlists: Vec<Allowlist> = config
             .allowlists
@@ -400,6 +400,8 @@ mod tests {
             parsed: builder.finish(Format::Domains),
             elapsed: Duration::ZERO,
             stamp: None,
+            sha256: String::new(),
+            options_key: String::new(),
         })
     }
 

@@ -55,7 +55,7 @@ async fn deleted_or_broken_list_keeps_its_last_good_version() {
     let sinkhole = Setup::standard(upstream.addr).start();
 
     std::fs::remove_file(sinkhole.setup.path("remus.txt")).unwrap();
-    sinkhole.wait_for_log("keeping its last good version");
+    sinkhole.wait_for_log("the previous policy stays in force");
     assert!(
         blocked(&sinkhole, "posdteu.shop").await,
         "deleted list still enforced"
@@ -64,7 +64,7 @@ async fn deleted_or_broken_list_keeps_its_last_good_version() {
     sinkhole
         .setup
         .replace("remus.txt", "not a domain list\n### \u{0}bad\n");
-    sinkhole.wait_for_nth_log("keeping its last good version", 2);
+    sinkhole.wait_for_nth_log("the previous policy stays in force", 2);
     assert!(
         blocked(&sinkhole, "posdteu.shop").await,
         "broken list still enforced"
@@ -119,7 +119,7 @@ async fn sighup_reloads_the_lists() {
         .args(["-HUP", &pid])
         .status()
         .unwrap();
-    sinkhole.wait_for_log("SIGHUP: reloading lists");
+    sinkhole.wait_for_log("SIGHUP: reloading config and lists");
     sinkhole.wait_for_log("policy published version=2");
 }
 
