@@ -8,5 +8,6 @@ mod feeds;
 mod forwarding;
 mod harness;
 mod malformed;
+mod policy_reload;
 mod reload;
 mod upstream;
