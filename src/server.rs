@@ -49,6 +49,7 @@ impl Server {
         source: ConfigSource,
         config: Config,
         lists: Vec<Arc<LoadedList>>,
+        missing: reload::Missing,
     ) -> Result<Self, ServeError> {
         let upstreams: Vec<SocketAddr> = config.upstream.servers.iter().map(|u| u.0).collect();
         let timeouts = Timeouts {
@@ -76,7 +77,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
-        let reloader = Reloader::new(source, config, lists, Some(events.sink()));
+        let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()));
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,

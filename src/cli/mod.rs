@@ -36,7 +36,7 @@ mod validate;
 
 use crate::config::{Config, Upstream};
 use crate::lists::LoadedList;
-use crate::reload::{ConfigSource, load_lists};
+use crate::reload::{ConfigSource, load_lists, load_lists_for_serve};
 use crate::server::{self, ServeError, Server};
 
 /// A forwarding DNS resolver that sinkholes IOC domains.
@@ -172,7 +172,7 @@ fn serve(
     crate::memory::release_large_buffers_on_free();
     let source = ConfigSource::read(path).map_err(Failure::config)?;
     let mut config = source.file.clone();
-    let lists = load_lists(&config).map_err(Failure::config)?;
+    let (lists, missing) = load_lists_for_serve(&config).map_err(Failure::config)?;
     if !listen.is_empty() {
         config.server.listen = listen;
     }
@@ -193,7 +193,7 @@ fn serve(
         .map_err(Failure::runtime)?;
     runtime.block_on(async move {
         let listen = config.server.listen.clone();
-        let server = Server::new(source, config, lists).map_err(|error| match error {
+        let server = Server::new(source, config, lists, missing).map_err(|error| match error {
             ServeError::Upstream(_) => Failure::config(error),
             _ => Failure::runtime(error),
         })?;

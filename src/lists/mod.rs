@@ -287,6 +287,30 @@ pub struct Broken {
     pub reason: String,
 }
 
+impl ListError {
+    /// Whether the file is simply not there (yet).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+impl LoadedList {
+    /// An empty stand-in for a list whose file is not there yet.
+    pub fn missing(path: &Path, options: &ListOptions) -> Self {
+        Self {
+            path: path.to_owned(),
+            parsed: ParsedList {
+                format: options.format,
+                ..ParsedList::default()
+            },
+            elapsed: Duration::ZERO,
+            stamp: None,
+            sha256: String::new(),
+            options_key: options.key(),
+        }
+    }
+}
+
 /// Reads and parses one list file.
 pub fn load(path: &Path, options: &ListOptions) -> Result<LoadedList, ListError> {
     let started = Instant::now();

@@ -87,6 +87,29 @@ pub fn load_lists(config: &Config) -> Result<Vec<Arc<LoadedList>>, ListError> {
         .collect()
 }
 
+/// Lists whose file is not there yet, by name, with the error that says so.
+pub type Missing = Vec<(String, String)>;
+
+/// Loads every list for `serve`: a list whose file is not there yet is empty until it
+/// appears (it is watched like the others), so a site's DNS comes up while a feed is still
+/// on its way; its error is returned to be reported. Any other failure is an error.
+pub fn load_lists_for_serve(config: &Config) -> Result<(Vec<Arc<LoadedList>>, Missing), ListError> {
+    let mut missing = Vec::new();
+    let mut lists = Vec::new();
+    for spec in list_specs(config, SystemTime::now()) {
+        match lists::load(&spec.path, &spec.options) {
+            Ok(list) => lists.push(Arc::new(list)),
+            Err(error) if error.is_missing() => {
+                tracing::error!(list = %spec.name, %error, "list file not there; enforced as soon as it appears");
+                missing.push((spec.name.clone(), error.to_string()));
+                lists.push(Arc::new(LoadedList::missing(&spec.path, &spec.options)));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((lists, missing))
+}
+
 /// What started a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -147,6 +170,7 @@ impl Reloader {
         source: ConfigSource,
         config: Config,
         lists: Vec<Arc<LoadedList>>,
+        missing: Missing,
         events: Option<EventSink>,
     ) -> Self {
         let started = Instant::now();
@@ -162,7 +186,7 @@ impl Reloader {
             version: 1,
             store,
             events,
-            failures: HashMap::new(),
+            failures: missing.into_iter().collect(),
         };
         let changes = vec![report::Change::New; reloader.lists.len()];
         reloader.emit_loaded(Trigger::Start, started.elapsed(), &changes, Vec::new());
@@ -187,6 +211,8 @@ impl Reloader {
     /// fails, nothing changes.
     pub fn reload(&mut self, trigger: Trigger) -> bool {
         let started = Instant::now();
+        // Filled again by this load: each list that fails now, or is still not there.
+        self.failures.clear();
         let loaded = self.next_config().and_then(|(source, config, restart)| {
             let lists = self.next_lists(&config)?;
             Ok((source, config, restart, lists))
@@ -219,7 +245,6 @@ impl Reloader {
         self.source = source;
         self.config = config;
         self.lists = lists;
-        self.failures.clear();
         self.emit_loaded(trigger, elapsed, &diffs, restart);
         true
     }
@@ -251,12 +276,23 @@ impl Reloader {
         let mut lists = Vec::with_capacity(specs.len());
         let mut errors = Vec::new();
         for spec in &specs {
-            let current = self.current(spec);
+            let current = self.current(spec).cloned();
+            let current = current.as_ref();
             if let Some(current) = current.filter(|list| unchanged(list, spec)) {
                 lists.push(current.clone());
                 continue;
             }
-            let loaded = lists::load(&spec.path, &spec.options)
+            let loaded = lists::load(&spec.path, &spec.options);
+            // A list that was not there and still is not does not hold the others back.
+            if let (Err(error), Some(current)) = (&loaded, current)
+                && error.is_missing()
+                && current.stamp.is_none()
+            {
+                self.failures.insert(spec.name.clone(), error.to_string());
+                lists.push(current.clone());
+                continue;
+            }
+            let loaded = loaded
                 .map_err(|error| error.to_string())
                 .and_then(|list| match current {
                     Some(current) => acceptable(current, list)

@@ -200,3 +200,35 @@ async fn kubernetes_configmap_updates_are_seen() {
     assert!(took < Duration::from_secs(1), "applied after {took:?}");
     assert!(!blocked(&sinkhole, "posdteu.shop").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_file_that_appears_after_start_is_enforced() {
+    let upstream = Upstream::start().await;
+    let config = format!("{CONFIG}\n[[blocklist]]\nname = \"later\"\npath = \"later.txt\"\n");
+    let setup = Setup::bare(vec![upstream.addr], &config);
+    setup.write("remus.txt", REMUS);
+    let sinkhole = setup.start();
+    sinkhole.wait_for_log("list file not there; enforced as soon as it appears");
+    assert!(
+        blocked(&sinkhole, "posdteu.shop").await,
+        "the other lists apply"
+    );
+
+    // Another list's change is not held back by the one still missing.
+    sinkhole
+        .setup
+        .replace("remus.txt", &format!("{REMUS}meanwhile.test\n"));
+    until(&sinkhole, "meanwhile.test", true).await;
+
+    sinkhole.setup.replace("later.txt", "late-c2.test\n");
+    let took = until(&sinkhole, "late-c2.test", true).await;
+    assert!(took < Duration::from_secs(1), "applied after {took:?}");
+    let reloads = sinkhole.events_of("PolicyReload", 3).await;
+    let start = &reloads[0]["AdditionalFields"]["lists"][1];
+    assert!(start["last_error"].as_str().unwrap().contains("later.txt"));
+    assert!(
+        reloads[2]["AdditionalFields"]["lists"][1]
+            .get("last_error")
+            .is_none()
+    );
+}
