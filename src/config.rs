@@ -305,6 +305,15 @@ pub struct BlocklistConfig {
     pub name: String,
     /// The list file.
     pub path: PathBuf,
+    /// Download the list from this `http://` or `https://` URL; `path` is then where the
+    /// last good download is kept.
+    pub url: Option<String>,
+    /// How often to download it again, e.g. `1h` (the default).
+    pub refresh: Option<Age>,
+    /// Milliseconds one download may take. Default 30000.
+    pub fetch_timeout_ms: Option<u64>,
+    /// Largest download accepted, in bytes. Default 268435456 (256 MiB).
+    pub max_bytes: Option<u64>,
     /// `auto` (default: told from the content), `domains`, `hosts`, `adblock`, `rpz`,
     /// `threatfox-csv` or `threatfox-json`.
     #[serde(default)]
@@ -348,6 +357,16 @@ pub struct BlocklistConfig {
 pub struct AllowlistConfig {
     pub name: String,
     pub path: PathBuf,
+    /// Download the list from this `http://` or `https://` URL; `path` is then where the
+    /// last good download is kept.
+    pub url: Option<String>,
+    /// How often to download it again, e.g. `1h` (the default).
+    pub refresh: Option<Age>,
+    /// Milliseconds one download may take. Default 30000.
+    pub fetch_timeout_ms: Option<u64>,
+    /// Largest download accepted, in bytes. Default 268435456 (256 MiB).
+    pub max_bytes: Option<u64>,
+
     /// As for blocklists; every entry of any kind protects its name.
     #[serde(default)]
     pub format: Format,
@@ -500,6 +519,10 @@ impl Config {
             return Err(self.invalid("server.threads", "must be more than 0"));
         }
         self.check_names()?;
+        for (index, list) in self.allowlists.iter().enumerate() {
+            let key = format!("allowlist[{index}] ({}).url", list.name);
+            check_url(list.url.as_deref()).map_err(|why| self.invalid(key, why))?;
+        }
         self.blocklists
             .iter()
             .enumerate()
@@ -530,6 +553,7 @@ impl Config {
 
     fn check_blocklist(&self, index: usize, list: &BlocklistConfig) -> Result<(), ConfigError> {
         let key = |field: &str| format!("blocklist[{index}] ({}).{field}", list.name);
+        check_url(list.url.as_deref()).map_err(|why| self.invalid(key("url"), why))?;
         if list.confidence.is_some_and(|confidence| confidence > 100) {
             return Err(self.invalid(key("confidence"), "must be between 0 and 100"));
         }
@@ -551,6 +575,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A list URL must be `http://` or `https://` with a host.
+fn check_url(url: Option<&str>) -> Result<(), String> {
+    let Some(url) = url else {
+        return Ok(());
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.split(['/', '?']).next().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -639,6 +678,12 @@ mod tests {
             ("max_age", "\"30 days\"", "followed by s, m, h, d or w"),
             ("min_confidence", "120", "min_confidence"),
             ("origin", "\"bad origin\"", "origin"),
+            (
+                "url",
+                "\"ftp://feed.example/x\"",
+                "not an http:// or https:// URL",
+            ),
+            ("url", "\"https:///x\"", "has no host"),
         ] {
             let text = format!("[[blocklist]]\nname = \"x\"\npath = \"x\"\n{key} = {value}\n");
             let error = parse(&text).unwrap_err().to_string();

@@ -13,7 +13,9 @@
 //! - [`upstream`]: forwarding to the upstream resolvers, and the answer cache.
 //! - [`events`]: sinkhole events, queued off the query path and written as JSON lines.
 //! - [`lists`]: reading IOC and allow lists, in every feed format, into triggers and rules.
-//! - [`reload`]: watching the list files and publishing a new policy when they change.
+//! - [`reload`]: watching the config and list files and publishing a new policy when they
+//!   change; policy and heartbeat events.
+//! - [`sources`]: downloading lists over HTTP(S) to their files.
 //! - [`config`]: the configuration file.
 //! - [`server`] and [`cli`]: wiring, and the command line; [`memory`]: RSS figures.
 
@@ -29,4 +31,5 @@ pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod sinkhole;
+pub mod sources;
 pub mod upstream;

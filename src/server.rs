@@ -15,6 +15,7 @@ use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
 use crate::reload::{self, ConfigSource, Reloader};
+use crate::sources::{self, http::Source};
 use crate::upstream::{AnswerCache, CacheLimits, Forwarder, Timeouts, UpstreamError};
 
 /// How long in-flight queries and queued events get to finish at shutdown.
@@ -38,6 +39,7 @@ pub enum ServeError {
 /// A server ready to serve: everything is set up but the sockets.
 pub struct Server {
     handler: Arc<Handler>,
+    sources: Vec<Source>,
     reloader: Reloader,
     events: EventLog,
     limits: TcpLimits,
@@ -77,6 +79,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
+        let sources = Source::of(&reload::list_specs(&config, std::time::SystemTime::now()));
         let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()));
         let handler = Arc::new(Handler::new(
             reloader.store(),
@@ -86,6 +89,7 @@ impl Server {
         ));
         Ok(Self {
             handler,
+            sources,
             reloader,
             events,
             limits,
@@ -118,6 +122,7 @@ impl Server {
             listeners.spawn(tcp);
         }
         listeners.spawn(reload::watch(self.reloader, shutdown.clone()));
+        listeners.spawn(sources::http::run(self.sources, shutdown.clone()));
         listeners.close();
 
         shutdown.cancelled().await;

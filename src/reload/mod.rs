@@ -57,8 +57,36 @@ impl ListKind {
 pub struct ListSpec {
     pub name: String,
     pub kind: ListKind,
+    /// The file read; for a downloaded list, the last good download.
     pub path: PathBuf,
     pub options: ListOptions,
+    /// Where the list is downloaded from, if it is.
+    pub remote: Option<Remote>,
+}
+
+/// A list downloaded over HTTP(S).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub url: String,
+    pub refresh: Duration,
+    pub timeout: Duration,
+    pub max_bytes: u64,
+}
+
+impl Remote {
+    fn of(
+        url: Option<&String>,
+        refresh: Option<crate::config::Age>,
+        timeout_ms: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Option<Self> {
+        Some(Self {
+            url: url?.clone(),
+            refresh: refresh.map_or(Duration::from_secs(3600), |age| age.0),
+            timeout: Duration::from_millis(timeout_ms.unwrap_or(30_000)),
+            max_bytes: max_bytes.unwrap_or(256 << 20),
+        })
+    }
 }
 
 /// Every list of a config, resolved: blocklists first, then allowlists, in order. `max_age`
@@ -69,12 +97,24 @@ pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
         kind: ListKind::Blocklist,
         path: config.resolve(&list.path),
         options: config.blocklist_options(list, now),
+        remote: Remote::of(
+            list.url.as_ref(),
+            list.refresh,
+            list.fetch_timeout_ms,
+            list.max_bytes,
+        ),
     });
     let allowlists = config.allowlists.iter().map(|list| ListSpec {
         name: list.name.clone(),
         kind: ListKind::Allowlist,
         path: config.resolve(&list.path),
         options: config.allowlist_options(list, now),
+        remote: Remote::of(
+            list.url.as_ref(),
+            list.refresh,
+            list.fetch_timeout_ms,
+            list.max_bytes,
+        ),
     });
     blocklists.chain(allowlists).collect()
 }
@@ -423,6 +463,16 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check("upstream", old.upstream != new.upstream);
     check("cache", old.cache != new.cache);
     check("events", old.events != new.events);
+    let remotes = |config: &Config| -> Vec<(String, Option<Remote>)> {
+        list_specs(config, SystemTime::UNIX_EPOCH)
+            .into_iter()
+            .map(|spec| (spec.name, spec.remote))
+            .collect()
+    };
+    check(
+        "url, refresh, fetch_timeout_ms or max_bytes of a list",
+        remotes(old) != remotes(new),
+    );
     keys
 }
 

@@ -129,7 +129,10 @@ pub fn lists(
             ListReport {
                 name: spec.name.clone(),
                 kind: spec.kind.name(),
-                source: list.path.display().to_string(),
+                source: spec.remote.as_ref().map_or_else(
+                    || list.path.display().to_string(),
+                    |remote| remote.url.clone(),
+                ),
                 format: list.parsed.format.name(),
                 entries,
                 added: Some(added),

@@ -126,6 +126,36 @@ pub struct Sinkhole {
 
 impl Sinkhole {
     fn start(setup: Setup) -> Self {
+        let (child, log) = Self::spawn(&setup);
+        let mut sinkhole = Self {
+            setup,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            child,
+            log,
+        };
+        sinkhole.wait_until_serving();
+        sinkhole
+    }
+
+    /// Stops the process and starts a new one on the same folder and config.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log) = Self::spawn(&self.setup);
+        self.child = child;
+        self.log = log;
+        self.wait_until_serving();
+    }
+
+    fn wait_until_serving(&mut self) {
+        let line = self.wait_for_log("listening on udp ");
+        // Changes the test makes from now on are seen by the watcher.
+        self.wait_for_log("watching list files");
+        let addr = line.rsplit(' ').next().unwrap();
+        self.addr = addr.parse().expect("bound address in log");
+    }
+
+    fn spawn(setup: &Setup) -> (Child, Arc<Mutex<String>>) {
         let config = setup.config_path();
         let mut command = Command::new(env!("CARGO_BIN_EXE_sinkhole"));
         command
@@ -154,18 +184,7 @@ impl Sinkhole {
             }
         });
 
-        let mut sinkhole = Self {
-            setup,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            child,
-            log,
-        };
-        let line = sinkhole.wait_for_log("listening on udp ");
-        // Changes the test makes from now on are seen by the watcher.
-        sinkhole.wait_for_log("watching list files");
-        let addr = line.rsplit(' ').next().unwrap();
-        sinkhole.addr = addr.parse().expect("bound address in log");
-        sinkhole
+        (child, log)
     }
 
     pub fn pid(&self) -> u32 {

@@ -7,6 +7,7 @@ mod events;
 mod feeds;
 mod forwarding;
 mod harness;
+mod http_feed;
 mod malformed;
 mod policy_reload;
 mod reload;

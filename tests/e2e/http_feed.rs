@@ -1,0 +1,214 @@
+//! Lists downloaded over HTTP from a feed server the test runs: ETags and 304, failures,
+//! slow and oversized answers, bodies that are not lists, and a restart with the feed down.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::harness::{REMUS, Setup, Sinkhole};
+use crate::upstream::Upstream;
+
+/// How the feed server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Normal,
+    ServerError,
+    Slow,
+    Huge,
+    NotAList,
+}
+
+#[derive(Debug)]
+struct Feed {
+    body: String,
+    etag: String,
+    mode: Mode,
+    /// Each request's `If-None-Match`, and the status sent.
+    seen: Vec<(Option<String>, u16)>,
+}
+
+/// A small HTTP/1.1 server on loopback, one thread per connection.
+struct FeedServer {
+    addr: SocketAddr,
+    feed: Arc<Mutex<Feed>>,
+}
+
+impl FeedServer {
+    fn start(body: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let feed = Arc::new(Mutex::new(Feed {
+            body: body.to_owned(),
+            etag: "\"v1\"".to_owned(),
+            mode: Mode::Normal,
+            seen: Vec::new(),
+        }));
+        let shared = feed.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let feed = shared.clone();
+                std::thread::spawn(move || answer(stream, &feed));
+            }
+        });
+        Self { addr, feed }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/export/recent.txt", self.addr)
+    }
+
+    fn set(&self, mode: Mode) {
+        self.feed.lock().unwrap().mode = mode;
+    }
+
+    fn publish(&self, body: &str, etag: &str) {
+        let mut feed = self.feed.lock().unwrap();
+        feed.body = body.to_owned();
+        feed.etag = etag.to_owned();
+    }
+
+    fn seen(&self) -> Vec<(Option<String>, u16)> {
+        self.feed.lock().unwrap().seen.clone()
+    }
+}
+
+fn answer(stream: TcpStream, feed: &Mutex<Feed>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut if_none_match = None;
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("if-none-match")
+        {
+            if_none_match = Some(value.trim().to_owned());
+        }
+        line.clear();
+    }
+    let (mode, body, etag) = {
+        let feed = feed.lock().unwrap();
+        (feed.mode, feed.body.clone(), feed.etag.clone())
+    };
+    let (status, body) = match mode {
+        Mode::Normal if if_none_match.as_deref() == Some(etag.as_str()) => (304, String::new()),
+        Mode::Normal => (200, body),
+        Mode::ServerError => (500, "internal error\n".to_owned()),
+        Mode::Slow => {
+            std::thread::sleep(Duration::from_secs(2));
+            (200, body)
+        }
+        Mode::Huge => (200, "big.example.test\n".repeat(1000)),
+        Mode::NotAList => (
+            200,
+            "<html><body>Service unavailable</body></html>\n".to_owned(),
+        ),
+    };
+    feed.lock().unwrap().seen.push((if_none_match, status));
+    let reason = match status {
+        200 => "OK",
+        304 => "Not Modified",
+        _ => "Internal Server Error",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nETag: {etag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+}
+
+async fn blocked(sinkhole: &Sinkhole, name: &str) -> bool {
+    let answer = sinkhole.udp(name, RecordType::A).await;
+    matches!(answer.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.0.is_unspecified())
+}
+
+async fn until(sinkhole: &Sinkhole, name: &str, want: bool) {
+    let started = Instant::now();
+    while blocked(sinkhole, name).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{name} never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(url: &str) -> String {
+    format!(
+        "[[blocklist]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"{url}\"\nrefresh = \"1s\"\nfetch_timeout_ms = 500\nmax_bytes = 4096\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_downloaded_list_is_enforced_refreshed_and_kept_through_bad_answers() {
+    let upstream = Upstream::start().await;
+    let feed = FeedServer::start(REMUS);
+    let setup = Setup::bare(vec![upstream.addr], &config(&feed.url()));
+    let sinkhole = setup.start();
+
+    // Not on disk yet: downloaded, stored and enforced.
+    until(&sinkhole, "posdteu.shop", true).await;
+    let stored = std::fs::read_to_string(sinkhole.setup.path("feed.txt")).unwrap();
+    assert_eq!(stored, REMUS);
+
+    // The next refreshes ask with the ETag and get 304.
+    let started = Instant::now();
+    while !feed.seen().iter().any(|(_, status)| *status == 304) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            feed.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (tag, _) = feed.seen().into_iter().find(|(_, s)| *s == 304).unwrap();
+    assert_eq!(tag.as_deref(), Some("\"v1\""));
+
+    // A new version is picked up.
+    feed.publish("fresh-c2.test\n", "\"v2\"");
+    until(&sinkhole, "fresh-c2.test", true).await;
+    until(&sinkhole, "posdteu.shop", false).await;
+
+    // Failures of every kind keep the last good copy.
+    for (mode, reason) in [
+        (Mode::ServerError, "HTTP status 500"),
+        (Mode::NotAList, "no valid entry"),
+        (Mode::Huge, "larger than max_bytes"),
+        (Mode::Slow, "download failed"),
+    ] {
+        // A failure of the previous mode may still be on its way: the second one from now on
+        // is this mode's.
+        let failures = sinkhole.log().matches("download failed").count();
+        feed.publish("other-c2.test\n", &format!("\"{mode:?}\""));
+        feed.set(mode);
+        sinkhole.wait_for_nth_log("download failed", failures + 2);
+        sinkhole.wait_for_log(reason);
+        assert!(blocked(&sinkhole, "fresh-c2.test").await, "{mode:?}");
+        assert!(!blocked(&sinkhole, "other-c2.test").await, "{mode:?}");
+    }
+    let stored = std::fs::read_to_string(sinkhole.setup.path("feed.txt")).unwrap();
+    assert_eq!(stored, "fresh-c2.test\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_with_the_feed_down_enforces_the_last_good_copy() {
+    let upstream = Upstream::start().await;
+    let feed = FeedServer::start(REMUS);
+    let setup = Setup::bare(vec![upstream.addr], &config(&feed.url()));
+    let mut sinkhole = setup.start();
+    until(&sinkhole, "mathlah.com", true).await;
+
+    // The feed goes down: every request fails from now on.
+    feed.set(Mode::ServerError);
+    sinkhole.restart();
+    assert!(blocked(&sinkhole, "mathlah.com").await, "enforced at once");
+    sinkhole.wait_for_log("download failed; the last good copy stays in force");
+    assert!(blocked(&sinkhole, "mathlah.com").await);
+}
