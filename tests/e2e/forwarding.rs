@@ -376,8 +376,11 @@ async fn upstream_sockets_are_reused_and_replaced() {
         "sockets were replaced: {} ports",
         distinct.len()
     );
+    // Each socket is replaced once for the queries sent; on a loaded machine a retransmitted
+    // query counts as a use too, so a socket may be replaced once more. Per-query sockets
+    // would show thousands of ports.
     assert!(
-        distinct.len() <= 2 * SOCKETS,
+        distinct.len() <= 3 * SOCKETS,
         "sockets were reused: {} ports",
         distinct.len()
     );
