@@ -329,6 +329,10 @@ pub struct BlocklistConfig {
     /// RPZ: the zone's origin; owner names are read relative to it. Default: the file's
     /// first `$ORIGIN`, else owner names are the triggers as written.
     pub origin: Option<String>,
+    /// RPZ: transfer the zone `origin` from this primary server (`ADDR` or `ADDR:PORT`);
+    /// `path` is then where the last good copy is kept, and `refresh` how often its SOA
+    /// serial is checked (also on NOTIFY from the primary).
+    pub primary: Option<Upstream>,
     /// Indicators with a lower confidence (0 to 100) are left out.
     pub min_confidence: Option<u8>,
     /// Indicators whose last sighting (else first) is older are left out, e.g. `90d`.
@@ -554,6 +558,12 @@ impl Config {
     fn check_blocklist(&self, index: usize, list: &BlocklistConfig) -> Result<(), ConfigError> {
         let key = |field: &str| format!("blocklist[{index}] ({}).{field}", list.name);
         check_url(list.url.as_deref()).map_err(|why| self.invalid(key("url"), why))?;
+        if list.primary.is_some() && list.origin.is_none() {
+            return Err(self.invalid(key("primary"), "needs origin, the zone to transfer"));
+        }
+        if list.primary.is_some() && list.url.is_some() {
+            return Err(self.invalid(key("primary"), "a list has a url or a primary, not both"));
+        }
         if list.confidence.is_some_and(|confidence| confidence > 100) {
             return Err(self.invalid(key("confidence"), "must be between 0 and 100"));
         }

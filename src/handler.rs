@@ -27,9 +27,11 @@ use crate::policy::{
     AnswerMatch, BlockMatch, Decision, Exception, MatchRecord, Policy, Response, Trigger,
 };
 use crate::sinkhole::{Sent, write_blocked};
+use crate::sources::zone::NotifyRouter;
 use crate::upstream::cache::{Facts, Fresh};
 use crate::upstream::{AnswerCache, Forwarder, UpstreamQuery, Variant};
 
+const OPCODE_NOTIFY: u8 = 4;
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
 const TYPE_CNAME: u16 = 5;
@@ -98,6 +100,8 @@ pub struct Handler {
     cache: AnswerCache,
     forwarder: Forwarder,
     events: EventSink,
+    /// The primaries whose NOTIFY messages are answered.
+    notifies: NotifyRouter,
 }
 
 impl Handler {
@@ -106,17 +110,23 @@ impl Handler {
         cache: AnswerCache,
         forwarder: Forwarder,
         events: EventSink,
+        notifies: NotifyRouter,
     ) -> Self {
         Self {
             policy,
             cache,
             forwarder,
             events,
+            notifies,
         }
     }
 
     /// Answers without the network when it can; see the module documentation.
     pub fn answer_locally(&self, packet: &[u8], client: &Client, out: &mut Vec<u8>) -> Step {
+        if !self.notifies.is_empty() && packet.len() > 3 && (packet[2] >> 3) & 0x0f == OPCODE_NOTIFY
+        {
+            return self.notify(packet, client, out);
+        }
         let query = match query::parse(packet) {
             Ok(query) => query,
             Err(rejection) => return reject(rejection, packet, out),
@@ -173,6 +183,41 @@ impl Handler {
             self.emit_observed(&query, client, observed, facts, None);
         }
         Step::Reply
+    }
+
+    /// Answers a NOTIFY (RFC 1996 §4.7): NOERROR and a serial check for a zone kept by
+    /// transfer from the sender, REFUSED for any other.
+    fn notify(&self, packet: &[u8], client: &Client, out: &mut Vec<u8>) -> Step {
+        let Ok(message) = Message::from_vec(packet) else {
+            return Step::Drop;
+        };
+        if message.metadata.message_type != MessageType::Query {
+            return Step::Drop;
+        }
+        let zone = message.queries.first().map(|query| {
+            let name = query.name().to_ascii().to_ascii_lowercase();
+            name.trim_end_matches('.').to_owned()
+        });
+        let known = zone
+            .as_deref()
+            .is_some_and(|zone| self.notifies.notify(zone, client.addr.ip()));
+        tracing::debug!(zone = ?zone, client.addr = %client.addr, known, "NOTIFY");
+        let mut response = Message::new(message.metadata.id, MessageType::Response, OpCode::Notify);
+        response.metadata.authoritative = known;
+        response.metadata.response_code = if known {
+            hickory_proto::op::ResponseCode::NoError
+        } else {
+            hickory_proto::op::ResponseCode::Refused
+        };
+        response.queries = message.queries;
+        out.clear();
+        match response.to_vec() {
+            Ok(bytes) => {
+                out.extend_from_slice(&bytes);
+                Step::Reply
+            }
+            Err(_) => Step::Drop,
+        }
     }
 
     /// Forwards a query that [`Handler::answer_locally`] could not answer and writes the

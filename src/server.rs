@@ -15,6 +15,7 @@ use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
 use crate::reload::{self, ConfigSource, Reloader};
+use crate::sources::zone::{NotifyRouter, ZoneSource};
 use crate::sources::{self, http::Source};
 use crate::upstream::{AnswerCache, CacheLimits, Forwarder, Timeouts, UpstreamError};
 
@@ -40,6 +41,7 @@ pub enum ServeError {
 pub struct Server {
     handler: Arc<Handler>,
     sources: Vec<Source>,
+    zones: Vec<ZoneSource>,
     reloader: Reloader,
     events: EventLog,
     limits: TcpLimits,
@@ -79,17 +81,22 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
-        let sources = Source::of(&reload::list_specs(&config, std::time::SystemTime::now()));
+        let specs = reload::list_specs(&config, std::time::SystemTime::now());
+        let sources = Source::of(&specs);
+        let zones = ZoneSource::of(&specs);
+        let notifies = NotifyRouter::new(&zones);
         let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()));
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,
             forwarder,
             events.sink(),
+            notifies,
         ));
         Ok(Self {
             handler,
             sources,
+            zones,
             reloader,
             events,
             limits,
@@ -123,6 +130,7 @@ impl Server {
         }
         listeners.spawn(reload::watch(self.reloader, shutdown.clone()));
         listeners.spawn(sources::http::run(self.sources, shutdown.clone()));
+        listeners.spawn(sources::zone::run(self.zones, shutdown.clone()));
         listeners.close();
 
         shutdown.cancelled().await;

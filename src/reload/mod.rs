@@ -62,6 +62,19 @@ pub struct ListSpec {
     pub options: ListOptions,
     /// Where the list is downloaded from, if it is.
     pub remote: Option<Remote>,
+    /// The primary server it is transferred from, if it is an RPZ zone kept that way.
+    pub transfer: Option<Transfer>,
+}
+
+/// An RPZ zone transferred from a primary server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub primary: std::net::SocketAddr,
+    /// The zone, lower case without the trailing dot.
+    pub zone: String,
+    /// How often the SOA serial is checked.
+    pub refresh: Duration,
+    pub timeout: Duration,
 }
 
 /// A list downloaded over HTTP(S).
@@ -103,6 +116,14 @@ pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
             list.fetch_timeout_ms,
             list.max_bytes,
         ),
+        transfer: list.primary.and_then(|primary| {
+            Some(Transfer {
+                primary: primary.0,
+                zone: config.blocklist_options(list, now).origin?,
+                refresh: list.refresh.map_or(Duration::from_secs(3600), |age| age.0),
+                timeout: Duration::from_millis(list.fetch_timeout_ms.unwrap_or(30_000)),
+            })
+        }),
     });
     let allowlists = config.allowlists.iter().map(|list| ListSpec {
         name: list.name.clone(),
@@ -115,6 +136,7 @@ pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
             list.fetch_timeout_ms,
             list.max_bytes,
         ),
+        transfer: None,
     });
     blocklists.chain(allowlists).collect()
 }
@@ -463,14 +485,15 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check("upstream", old.upstream != new.upstream);
     check("cache", old.cache != new.cache);
     check("events", old.events != new.events);
-    let remotes = |config: &Config| -> Vec<(String, Option<Remote>)> {
+    type Sources = Vec<(String, Option<Remote>, Option<Transfer>)>;
+    let remotes = |config: &Config| -> Sources {
         list_specs(config, SystemTime::UNIX_EPOCH)
             .into_iter()
-            .map(|spec| (spec.name, spec.remote))
+            .map(|spec| (spec.name, spec.remote, spec.transfer))
             .collect()
     };
     check(
-        "url, refresh, fetch_timeout_ms or max_bytes of a list",
+        "url, primary, refresh, fetch_timeout_ms or max_bytes of a list",
         remotes(old) != remotes(new),
     );
     keys

@@ -129,10 +129,13 @@ pub fn lists(
             ListReport {
                 name: spec.name.clone(),
                 kind: spec.kind.name(),
-                source: spec.remote.as_ref().map_or_else(
-                    || list.path.display().to_string(),
-                    |remote| remote.url.clone(),
-                ),
+                source: match (&spec.remote, &spec.transfer) {
+                    (Some(remote), _) => remote.url.clone(),
+                    (None, Some(transfer)) => {
+                        format!("axfr://{}/{}", transfer.primary, transfer.zone)
+                    }
+                    (None, None) => list.path.display().to_string(),
+                },
                 format: list.parsed.format.name(),
                 entries,
                 added: Some(added),

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::replace;
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Remote};
 
@@ -199,15 +200,6 @@ fn store(path: &Path, body: &[u8], validators: &Validators) -> Result<(), String
     let text = serde_json::to_vec(validators).map_err(|error| error.to_string())?;
     replace(&validators_path(path), &text)?;
     replace(path, body)
-}
-
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
-    let temp = path.with_file_name(name);
-    let failed = |error: std::io::Error| format!("{}: {error}", path.display());
-    std::fs::write(&temp, bytes).map_err(failed)?;
-    std::fs::rename(&temp, path).map_err(failed)
 }
 
 fn read_validators(path: &Path) -> Validators {

@@ -12,3 +12,4 @@ mod malformed;
 mod policy_reload;
 mod reload;
 mod upstream;
+mod zone_transfer;

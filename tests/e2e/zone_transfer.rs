@@ -1,0 +1,191 @@
+//! An RPZ zone transferred from a real primary: NSD from Debian, started on loopback by the
+//! test. The zone is transferred at start, a new serial arrives by NOTIFY, and a restart with
+//! the primary gone enforces the last good copy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Setup, Sinkhole};
+use crate::upstream::Upstream;
+
+const NSD: &str = "/usr/sbin/nsd";
+
+/// An NSD primary for `rpz.example` on a loopback port, in a folder of its own.
+struct Primary {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Primary {
+    /// Writes the config and zone (serial 1) and starts NSD in the foreground.
+    fn start(port: u16, notify: std::net::SocketAddr) -> Self {
+        assert!(
+            Path::new(NSD).exists(),
+            "NSD is needed for this test: apt-get install nsd (.ci/run installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 2\nremote-control:\n  control-enable: no\nzone:\n  name: rpz.example\n  zonefile: rpz.example.zone\n  provide-xfr: 127.0.0.0/8 NOKEY\n  notify: {notify_ip}@{notify_port} NOKEY\n",
+            dir = dir.path().display(),
+            notify_ip = notify.ip(),
+            notify_port = notify.port(),
+        );
+        std::fs::write(dir.path().join("nsd.conf"), conf).unwrap();
+        write_zone(dir.path(), 1, &["c2.rpz-feed.test CNAME ."]);
+        let child = Command::new(NSD)
+            .args(["-d", "-c"])
+            .arg(dir.path().join("nsd.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nsd");
+        let primary = Self { child, dir, port };
+        primary.wait_serving();
+        primary
+    }
+
+    fn wait_serving(&self) {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nsd did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nsd.log")).unwrap_or_default()
+    }
+
+    /// A new version of the zone; SIGHUP makes NSD load it and send NOTIFY.
+    fn publish(&self, serial: u32, records: &[&str]) {
+        write_zone(self.dir.path(), serial, records);
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_zone(dir: &Path, serial: u32, records: &[&str]) {
+    let mut zone = format!(
+        "$ORIGIN rpz.example.\n$TTL 60\n@ SOA ns.rpz.example. admin.rpz.example. {serial} 3600 600 86400 60\n@ NS localhost.\n"
+    );
+    for record in records {
+        zone.push_str(record);
+        zone.push('\n');
+    }
+    std::fs::write(dir.join("rpz.example.zone"), zone).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn nxdomain(sinkhole: &Sinkhole, name: &str) -> bool {
+    let answer = sinkhole.udp(name, RecordType::A).await;
+    answer.metadata.response_code == ResponseCode::NXDomain && answer.answers.is_empty()
+}
+
+async fn until_nxdomain(sinkhole: &Sinkhole, name: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while !nxdomain(sinkhole, name).await {
+        assert!(
+            started.elapsed() < within,
+            "{name} not blocked after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+fn stored(sinkhole: &Sinkhole) -> PathBuf {
+    sinkhole.setup.path("rpz.zone")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rpz_zone_is_transferred_updated_by_notify_and_kept() {
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    // `refresh` is long: only NOTIFY can bring the second serial in time.
+    let config = format!(
+        "[[blocklist]]\nname = \"rpz\"\npath = \"rpz.zone\"\nprimary = \"127.0.0.1:{port}\"\norigin = \"rpz.example\"\nrefresh = \"1h\"\nfetch_timeout_ms = 2000\n"
+    );
+    let mut sinkhole = Setup::bare(vec![upstream.addr], &config).start();
+    let primary = Primary::start(port, sinkhole.addr);
+
+    // The first check failed (NSD was not up yet); the retry transfers serial 1.
+    until_nxdomain(&sinkhole, "c2.rpz-feed.test", Duration::from_secs(8)).await;
+    sinkhole.wait_for_log("zone transferred");
+    assert!(
+        std::fs::read_to_string(stored(&sinkhole))
+            .unwrap()
+            .contains("c2.rpz-feed.test")
+    );
+
+    primary.publish(2, &["c2.rpz-feed.test CNAME .", "*.notified.test CNAME ."]);
+    let took = until_nxdomain(&sinkhole, "a.notified.test", Duration::from_secs(5)).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "NOTIFY applied after {took:?}"
+    );
+    sinkhole.wait_for_log("NOTIFY received");
+    assert!(nxdomain(&sinkhole, "b.notified.test").await);
+    assert_eq!(upstream.count("b.notified.test"), 0, "never left the host");
+
+    // The primary goes away: a restart enforces the copy on disk at once.
+    drop(primary);
+    sinkhole.restart();
+    assert!(
+        nxdomain(&sinkhole, "x.notified.test").await,
+        "last good copy in force"
+    );
+    sinkhole.wait_for_log("zone transfer failed; the last good copy stays in force");
+    assert!(nxdomain(&sinkhole, "c2.rpz-feed.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notify_from_a_stranger_is_refused() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::Name;
+
+    let upstream = Upstream::start().await;
+    let config = "[[blocklist]]\nname = \"rpz\"\npath = \"rpz.zone\"\nprimary = \"127.0.0.2:53\"\norigin = \"rpz.example\"\nfetch_timeout_ms = 200\n";
+    let sinkhole = Setup::bare(vec![upstream.addr], config).start();
+
+    let mut notify = Message::new(0x4242, MessageType::Query, OpCode::Notify);
+    notify.add_query(Query::query(
+        Name::from_ascii("rpz.example.").unwrap(),
+        RecordType::SOA,
+    ));
+    let bytes = notify.to_vec().unwrap();
+    for (from, expected) in [
+        ("127.0.0.1:0", ResponseCode::Refused),
+        ("127.0.0.2:0", ResponseCode::NoError),
+    ] {
+        let answer = crate::harness::udp_raw(sinkhole.addr, &bytes, from)
+            .await
+            .unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.op_code, OpCode::Notify, "{from}");
+        assert_eq!(answer.metadata.response_code, expected, "{from}");
+        assert_eq!(answer.metadata.id, 0x4242);
+    }
+}
