@@ -36,7 +36,7 @@ impl Primary {
             notify_port = notify.port(),
         );
         std::fs::write(dir.path().join("nsd.conf"), conf).unwrap();
-        write_zone(dir.path(), 1, &["c2.rpz-feed.test CNAME ."]);
+        write_zone(dir.path(), 1, &["c2.feed.example CNAME ."]);
         let child = Command::new(NSD)
             .args(["-d", "-c"])
             .arg(dir.path().join("nsd.conf"))
@@ -99,6 +99,8 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether sinkhole answers NXDOMAIN itself: the names used are outside the test upstream's
+/// zone, which answers REFUSED for them.
 async fn nxdomain(sinkhole: &Sinkhole, name: &str) -> bool {
     let answer = sinkhole.udp(name, RecordType::A).await;
     answer.metadata.response_code == ResponseCode::NXDomain && answer.answers.is_empty()
@@ -132,33 +134,33 @@ async fn an_rpz_zone_is_transferred_updated_by_notify_and_kept() {
     let primary = Primary::start(port, sinkhole.addr);
 
     // The first check failed (NSD was not up yet); the retry transfers serial 1.
-    until_nxdomain(&sinkhole, "c2.rpz-feed.test", Duration::from_secs(8)).await;
+    until_nxdomain(&sinkhole, "c2.feed.example", Duration::from_secs(8)).await;
     sinkhole.wait_for_log("zone transferred");
     assert!(
         std::fs::read_to_string(stored(&sinkhole))
             .unwrap()
-            .contains("c2.rpz-feed.test")
+            .contains("c2.feed.example")
     );
 
-    primary.publish(2, &["c2.rpz-feed.test CNAME .", "*.notified.test CNAME ."]);
-    let took = until_nxdomain(&sinkhole, "a.notified.test", Duration::from_secs(5)).await;
+    primary.publish(2, &["c2.feed.example CNAME .", "*.notified.example CNAME ."]);
+    let took = until_nxdomain(&sinkhole, "a.notified.example", Duration::from_secs(5)).await;
     assert!(
         took < Duration::from_secs(3),
         "NOTIFY applied after {took:?}"
     );
     sinkhole.wait_for_log("NOTIFY received");
-    assert!(nxdomain(&sinkhole, "b.notified.test").await);
-    assert_eq!(upstream.count("b.notified.test"), 0, "never left the host");
+    assert!(nxdomain(&sinkhole, "b.notified.example").await);
+    assert_eq!(upstream.count("b.notified.example"), 0, "never left the host");
 
     // The primary goes away: a restart enforces the copy on disk at once.
     drop(primary);
     sinkhole.restart();
     assert!(
-        nxdomain(&sinkhole, "x.notified.test").await,
+        nxdomain(&sinkhole, "x.notified.example").await,
         "last good copy in force"
     );
     sinkhole.wait_for_log("zone transfer failed; the last good copy stays in force");
-    assert!(nxdomain(&sinkhole, "c2.rpz-feed.test").await);
+    assert!(nxdomain(&sinkhole, "c2.feed.example").await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
