@@ -16,7 +16,7 @@ use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
 use crate::reload::{self, ConfigSource, Reloader};
 use crate::sources::zone::{NotifyRouter, ZoneSource};
-use crate::sources::{self, http::Source};
+use crate::sources::{self, SourceErrors, http::Source};
 use crate::upstream::{AnswerCache, CacheLimits, Forwarder, Timeouts, UpstreamError};
 
 /// How long in-flight queries and queued events get to finish at shutdown.
@@ -82,10 +82,12 @@ impl Server {
             max_connections: config.server.max_tcp_connections,
         };
         let specs = reload::list_specs(&config, std::time::SystemTime::now());
-        let sources = Source::of(&specs);
-        let zones = ZoneSource::of(&specs);
+        let source_errors = SourceErrors::default();
+        let sources = Source::of(&specs, &source_errors);
+        let zones = ZoneSource::of(&specs, &source_errors);
         let notifies = NotifyRouter::new(&zones);
-        let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()));
+        let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()))
+            .with_source_errors(source_errors);
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,

@@ -31,6 +31,7 @@ use crate::config::{Config, ConfigError};
 use crate::events::{ConflictEvent, EventSink, PolicyEvent};
 use crate::lists::{self, FileStamp, ListError, ListOptions, LoadedList};
 use crate::policy::Policy;
+use crate::sources::SourceErrors;
 /// Bad lines logged per list and load; the rest are counted.
 const SKIPPED_SHOWN: usize = 5;
 /// Conflicts logged per load; the rest are counted, and written as events.
@@ -224,6 +225,8 @@ pub struct Reloader {
     events: Option<EventSink>,
     /// The last error of each list (by name) whose last load failed.
     failures: HashMap<String, String>,
+    /// The last error of each download or transfer that failed, for heartbeats.
+    source_errors: SourceErrors,
 }
 
 impl Reloader {
@@ -249,10 +252,17 @@ impl Reloader {
             store,
             events,
             failures: missing.into_iter().collect(),
+            source_errors: SourceErrors::default(),
         };
         let changes = vec![report::Change::New; reloader.lists.len()];
         reloader.emit_loaded(Trigger::Start, started.elapsed(), &changes, Vec::new());
         reloader
+    }
+
+    /// Heartbeats report the last failure of downloads and transfers from `errors`.
+    pub fn with_source_errors(mut self, errors: SourceErrors) -> Self {
+        self.source_errors = errors;
+        self
     }
 
     /// The shared pointer the query path reads.
@@ -422,7 +432,12 @@ impl Reloader {
     /// A heartbeat: the lists in force, their age and last error, and lost events.
     pub fn heartbeat(&self) {
         let changes = vec![report::Change::Same; self.lists.len()];
-        let lists = report::lists(&self.config, &self.lists, &changes, &self.failures);
+        let mut lists = report::lists(&self.config, &self.lists, &changes, &self.failures);
+        for list in &mut lists {
+            if list.last_error.is_none() {
+                list.last_error = self.source_errors.get(&list.name);
+            }
+        }
         let mut event = report::heartbeat(self.version, lists);
         event.events_dropped = self.events.as_ref().map(EventSink::lost);
         self.emit(event);

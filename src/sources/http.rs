@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::replace;
+use super::{SourceErrors, replace};
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Remote};
 
@@ -38,11 +38,12 @@ pub struct Source {
     pub path: PathBuf,
     pub options: ListOptions,
     pub counters: Arc<Counters>,
+    pub errors: SourceErrors,
 }
 
 impl Source {
     /// The downloaded lists among `specs`.
-    pub fn of(specs: &[ListSpec]) -> Vec<Self> {
+    pub fn of(specs: &[ListSpec], errors: &SourceErrors) -> Vec<Self> {
         specs
             .iter()
             .filter_map(|spec| {
@@ -52,6 +53,7 @@ impl Source {
                     path: spec.path.clone(),
                     options: spec.options.clone(),
                     counters: Arc::default(),
+                    errors: errors.clone(),
                 })
             })
             .collect()
@@ -86,14 +88,19 @@ async fn keep_fresh(source: Source, shutdown: CancellationToken) {
         match fetched {
             Ok(Ok(Fetched::Updated { entries, bytes })) => {
                 counters.updated.fetch_add(1, Ordering::Relaxed);
+                source.errors.succeeded(&source.name);
                 tracing::info!(list = %source.name, url = %source.remote.url, entries, bytes, "list downloaded");
             }
             Ok(Ok(Fetched::Unchanged)) => {
                 counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                source.errors.succeeded(&source.name);
                 tracing::debug!(list = %source.name, url = %source.remote.url, "list not modified");
             }
             Ok(Err(error)) => {
                 let failed = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                source
+                    .errors
+                    .failed(&source.name, &format!("download: {error}"));
                 tracing::warn!(list = %source.name, url = %source.remote.url, %error, failed, "download failed; the last good copy stays in force");
             }
             Err(error) => tracing::error!(list = %source.name, %error, "download task failed"),

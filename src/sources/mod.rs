@@ -7,7 +7,32 @@
 pub mod http;
 pub mod zone;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The last failure of each source (by list name) whose last download or transfer failed,
+/// shared with the heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct SourceErrors(Arc<Mutex<HashMap<String, String>>>);
+
+impl SourceErrors {
+    pub fn failed(&self, list: &str, error: &str) {
+        if let Ok(mut errors) = self.0.lock() {
+            errors.insert(list.to_owned(), error.to_owned());
+        }
+    }
+
+    pub fn succeeded(&self, list: &str) {
+        if let Ok(mut errors) = self.0.lock() {
+            errors.remove(list);
+        }
+    }
+
+    pub fn get(&self, list: &str) -> Option<String> {
+        self.0.lock().ok()?.get(list).cloned()
+    }
+}
 
 /// Writes `bytes` to a new file beside `path` and renames it over `path`, so a reader sees
 /// the old file or the new one, never half of one.

@@ -26,7 +26,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::replace;
+use super::{SourceErrors, replace};
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Transfer};
 
@@ -42,11 +42,12 @@ pub struct ZoneSource {
     pub options: ListOptions,
     /// Woken by a NOTIFY for the zone.
     pub wake: Arc<Notify>,
+    pub errors: SourceErrors,
 }
 
 impl ZoneSource {
     /// The transferred zones among `specs`.
-    pub fn of(specs: &[ListSpec]) -> Vec<Self> {
+    pub fn of(specs: &[ListSpec], errors: &SourceErrors) -> Vec<Self> {
         specs
             .iter()
             .filter_map(|spec| {
@@ -56,6 +57,7 @@ impl ZoneSource {
                     path: spec.path.clone(),
                     options: spec.options.clone(),
                     wake: Arc::new(Notify::new()),
+                    errors: errors.clone(),
                 })
             })
             .collect()
@@ -115,7 +117,14 @@ pub async fn run(sources: Vec<ZoneSource>, shutdown: CancellationToken) {
 async fn keep_fresh(source: ZoneSource, shutdown: CancellationToken) {
     let mut failures = 0u64;
     loop {
-        let wait = match check(&source).await {
+        let checked = check(&source).await;
+        match &checked {
+            Ok(_) => source.errors.succeeded(&source.name),
+            Err(error) => source
+                .errors
+                .failed(&source.name, &format!("transfer: {error}")),
+        }
+        let wait = match checked {
             Ok(Some(serial)) => {
                 tracing::info!(list = %source.name, zone = %source.transfer.zone, serial, "zone transferred");
                 source.transfer.refresh

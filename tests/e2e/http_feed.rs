@@ -142,7 +142,7 @@ async fn until(sinkhole: &Sinkhole, name: &str, want: bool) {
 
 fn config(url: &str) -> String {
     format!(
-        "[[blocklist]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"{url}\"\nrefresh = \"1s\"\nfetch_timeout_ms = 500\nmax_bytes = 4096\n"
+        "[events]\nheartbeat_interval_s = 1\n\n[[blocklist]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"{url}\"\nrefresh = \"1s\"\nfetch_timeout_ms = 500\nmax_bytes = 4096\n"
     )
 }
 
@@ -211,4 +211,22 @@ async fn a_restart_with_the_feed_down_enforces_the_last_good_copy() {
     assert!(blocked(&sinkhole, "mathlah.com").await, "enforced at once");
     sinkhole.wait_for_log("download failed; the last good copy stays in force");
     assert!(blocked(&sinkhole, "mathlah.com").await);
+
+    // Heartbeats show the feed failing, and the age of the copy in force.
+    let started = Instant::now();
+    loop {
+        let beats = sinkhole.events_of("Heartbeat", 1).await;
+        let list = &beats.last().unwrap()["AdditionalFields"]["lists"][0];
+        if let Some(error) = list["last_error"].as_str() {
+            assert!(error.contains("download: HTTP status 500"), "{error}");
+            assert_eq!(list["source"], feed.url().as_str());
+            assert!(list["age_s"].as_u64().is_some());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no heartbeat with the error"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -142,7 +142,10 @@ async fn an_rpz_zone_is_transferred_updated_by_notify_and_kept() {
             .contains("c2.feed.example")
     );
 
-    primary.publish(2, &["c2.feed.example CNAME .", "*.notified.example CNAME ."]);
+    primary.publish(
+        2,
+        &["c2.feed.example CNAME .", "*.notified.example CNAME ."],
+    );
     let took = until_nxdomain(&sinkhole, "a.notified.example", Duration::from_secs(5)).await;
     assert!(
         took < Duration::from_secs(3),
@@ -150,7 +153,11 @@ async fn an_rpz_zone_is_transferred_updated_by_notify_and_kept() {
     );
     sinkhole.wait_for_log("NOTIFY received");
     assert!(nxdomain(&sinkhole, "b.notified.example").await);
-    assert_eq!(upstream.count("b.notified.example"), 0, "never left the host");
+    assert_eq!(
+        upstream.count("b.notified.example"),
+        0,
+        "never left the host"
+    );
 
     // The primary goes away: a restart enforces the copy on disk at once.
     drop(primary);
