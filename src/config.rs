@@ -333,6 +333,10 @@ pub struct BlocklistConfig {
     /// `path` is then where the last good copy is kept, and `refresh` how often its SOA
     /// serial is checked (also on NOTIFY from the primary).
     pub primary: Option<Upstream>,
+    /// RPZ transfers: the name of the TSIG key (HMAC-SHA256) shared with the primary.
+    pub tsig_key: Option<String>,
+    /// The file holding that key's secret, base64 as `tsig-keygen` prints it; read at start.
+    pub tsig_secret_file: Option<PathBuf>,
     /// Indicators with a lower confidence (0 to 100) are left out.
     pub min_confidence: Option<u8>,
     /// Indicators whose last sighting (else first) is older are left out, e.g. `90d`.
@@ -560,6 +564,9 @@ impl Config {
         check_url(list.url.as_deref()).map_err(|why| self.invalid(key("url"), why))?;
         if list.primary.is_some() && list.origin.is_none() {
             return Err(self.invalid(key("primary"), "needs origin, the zone to transfer"));
+        }
+        if list.tsig_key.is_some() != list.tsig_secret_file.is_some() {
+            return Err(self.invalid(key("tsig_key"), "tsig_key and tsig_secret_file go together"));
         }
         if list.primary.is_some() && list.url.is_some() {
             return Err(self.invalid(key("primary"), "a list has a url or a primary, not both"));

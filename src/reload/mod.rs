@@ -76,6 +76,8 @@ pub struct Transfer {
     /// How often the SOA serial is checked.
     pub refresh: Duration,
     pub timeout: Duration,
+    /// The TSIG key's name and the file of its secret.
+    pub tsig: Option<(String, PathBuf)>,
 }
 
 /// A list downloaded over HTTP(S).
@@ -123,6 +125,11 @@ pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
                 zone: config.blocklist_options(list, now).origin?,
                 refresh: list.refresh.map_or(Duration::from_secs(3600), |age| age.0),
                 timeout: Duration::from_millis(list.fetch_timeout_ms.unwrap_or(30_000)),
+                tsig: list.tsig_key.clone().zip(
+                    list.tsig_secret_file
+                        .as_ref()
+                        .map(|path| config.resolve(path)),
+                ),
             })
         }),
     });

@@ -5,6 +5,7 @@
 //! policy.
 
 pub mod http;
+pub mod tsig;
 pub mod zone;
 
 use std::collections::HashMap;

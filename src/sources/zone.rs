@@ -26,6 +26,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::tsig::{Session, TsigKey};
 use super::{SourceErrors, replace};
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Transfer};
@@ -43,6 +44,9 @@ pub struct ZoneSource {
     /// Woken by a NOTIFY for the zone.
     pub wake: Arc<Notify>,
     pub errors: SourceErrors,
+    /// The TSIG key, or why it could not be read: a zone with a key is never transferred
+    /// without it.
+    pub tsig: Option<Result<TsigKey, String>>,
 }
 
 impl ZoneSource {
@@ -58,10 +62,36 @@ impl ZoneSource {
                     options: spec.options.clone(),
                     wake: Arc::new(Notify::new()),
                     errors: errors.clone(),
+                    tsig: spec.transfer.as_ref()?.tsig.as_ref().map(read_key),
                 })
             })
             .collect()
     }
+}
+
+/// Reads a TSIG secret: base64 on the file's first line (or a `secret "…";` line as
+/// `tsig-keygen` writes it).
+fn read_key((name, path): &(String, PathBuf)) -> Result<TsigKey, String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("{}: cannot read TSIG secret: {error}", path.display()))?;
+    let secret = text
+        .lines()
+        .find_map(|line| {
+            let line = line.trim();
+            let quoted = line
+                .strip_prefix("secret")?
+                .trim()
+                .trim_end_matches(';')
+                .trim();
+            Some(quoted.trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| text.trim().to_owned());
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(secret.as_bytes())
+        .map_err(|_| format!("{}: the TSIG secret is not base64", path.display()))?;
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    Ok(TsigKey { name, secret })
 }
 
 /// Who may send a NOTIFY for which zone, and whom it wakes.
@@ -170,14 +200,19 @@ pub async fn check(source: &ZoneSource) -> Result<Option<u32>, String> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let serial = tokio::time::timeout(transfer.timeout, soa_serial(transfer.primary, &zone))
+    let key = match &source.tsig {
+        Some(Ok(key)) => Some(key),
+        Some(Err(error)) => return Err(error.clone()),
+        None => None,
+    };
+    let serial = tokio::time::timeout(transfer.timeout, soa_serial(transfer.primary, &zone, key))
         .await
         .map_err(|_| "SOA query timed out".to_owned())??;
     if stored.serial == Some(serial) && source.path.exists() {
         return Ok(None);
     }
 
-    let text = tokio::time::timeout(transfer.timeout, axfr(transfer.primary, &zone))
+    let text = tokio::time::timeout(transfer.timeout, axfr(transfer.primary, &zone, key))
         .await
         .map_err(|_| "transfer timed out".to_owned())??;
     let parsed = lists::parse(text.as_bytes(), &source.options)
@@ -195,7 +230,11 @@ pub async fn check(source: &ZoneSource) -> Result<Option<u32>, String> {
 }
 
 /// The zone's SOA serial, asked over UDP.
-async fn soa_serial(primary: SocketAddr, zone: &Name) -> Result<u32, String> {
+async fn soa_serial(
+    primary: SocketAddr,
+    zone: &Name,
+    key: Option<&TsigKey>,
+) -> Result<u32, String> {
     let local = if primary.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -203,7 +242,8 @@ async fn soa_serial(primary: SocketAddr, zone: &Name) -> Result<u32, String> {
     };
     let socket = UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
     let id = rand::random::<u16>();
-    let query = message(id, zone, RecordType::SOA);
+    let mut query = message(id, zone, RecordType::SOA);
+    let mut session = key.map(|key| Session::sign(key, &mut query));
     socket
         .send_to(&query, primary)
         .await
@@ -214,12 +254,14 @@ async fn soa_serial(primary: SocketAddr, zone: &Name) -> Result<u32, String> {
             .recv_from(&mut buf)
             .await
             .map_err(|e| e.to_string())?;
-        let Ok(answer) = Message::from_vec(&buf[..len]) else {
-            continue;
-        };
-        if from != primary || answer.metadata.id != id {
+        if from != primary || len < 2 || u16::from_be_bytes([buf[0], buf[1]]) != id {
             continue;
         }
+        let bytes = match &mut session {
+            Some(session) => session.verify(&buf[..len])?,
+            None => buf[..len].to_vec(),
+        };
+        let answer = Message::from_vec(&bytes).map_err(|error| format!("bad answer: {error}"))?;
         if answer.metadata.response_code != ResponseCode::NoError {
             return Err(format!(
                 "SOA query answered {}",
@@ -239,12 +281,13 @@ async fn soa_serial(primary: SocketAddr, zone: &Name) -> Result<u32, String> {
 
 /// The whole zone by AXFR over TCP (RFC 5936 §2.2): messages until the closing SOA, as zone
 /// file text.
-async fn axfr(primary: SocketAddr, zone: &Name) -> Result<String, String> {
+async fn axfr(primary: SocketAddr, zone: &Name, key: Option<&TsigKey>) -> Result<String, String> {
     let mut stream = TcpStream::connect(primary)
         .await
         .map_err(|error| format!("{primary}: {error}"))?;
     let id = rand::random::<u16>();
-    let query = message(id, zone, RecordType::AXFR);
+    let mut query = message(id, zone, RecordType::AXFR);
+    let mut session = key.map(|key| Session::sign(key, &mut query));
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&query);
     stream.write_all(&framed).await.map_err(|e| e.to_string())?;
@@ -262,6 +305,9 @@ async fn axfr(primary: SocketAddr, zone: &Name) -> Result<String, String> {
             .read_exact(&mut bytes)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(session) = &mut session {
+            bytes = session.verify(&bytes)?;
+        }
         let answer = Message::from_vec(&bytes).map_err(|error| format!("bad message: {error}"))?;
         if answer.metadata.id != id {
             return Err("transfer answered with another ID".to_owned());

@@ -24,16 +24,30 @@ struct Primary {
 impl Primary {
     /// Writes the config and zone (serial 1) and starts NSD in the foreground.
     fn start(port: u16, notify: std::net::SocketAddr) -> Self {
+        Self::start_with(port, notify, None)
+    }
+
+    /// As [`Primary::start`]; with a key, NSD transfers the zone only to requests signed
+    /// with it.
+    fn start_with(port: u16, notify: std::net::SocketAddr, key: Option<&str>) -> Self {
         assert!(
             Path::new(NSD).exists(),
             "NSD is needed for this test: apt-get install nsd (.ci/run installs it)"
         );
         let dir = tempfile::tempdir().unwrap();
         let conf = format!(
-            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 2\nremote-control:\n  control-enable: no\nzone:\n  name: rpz.example\n  zonefile: rpz.example.zone\n  provide-xfr: 127.0.0.0/8 NOKEY\n  notify: {notify_ip}@{notify_port} NOKEY\n",
+            "{key_section}server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 2\nremote-control:\n  control-enable: no\nzone:\n  name: rpz.example\n  zonefile: rpz.example.zone\n  provide-xfr: 127.0.0.0/8 {xfr_key}\n  notify: {notify_ip}@{notify_port} NOKEY\n",
             dir = dir.path().display(),
             notify_ip = notify.ip(),
             notify_port = notify.port(),
+            key_section = key.map_or(String::new(), |secret| format!(
+                "key:\n  name: sinkhole-xfr\n  algorithm: hmac-sha256\n  secret: \"{secret}\"\n"
+            )),
+            xfr_key = if key.is_some() {
+                "sinkhole-xfr"
+            } else {
+                "NOKEY"
+            },
         );
         std::fs::write(dir.path().join("nsd.conf"), conf).unwrap();
         write_zone(dir.path(), 1, &["c2.feed.example CNAME ."]);
@@ -197,4 +211,52 @@ async fn a_notify_from_a_stranger_is_refused() {
         assert_eq!(answer.metadata.response_code, expected, "{from}");
         assert_eq!(answer.metadata.id, 0x4242);
     }
+}
+
+const SECRET: &str = "c2lua2hvbGUtdHNpZy10ZXN0LWtleS0zMi1ieXRlcyE=";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_are_signed_with_tsig() {
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let config = format!(
+        "[[blocklist]]\nname = \"rpz\"\npath = \"rpz.zone\"\nprimary = \"127.0.0.1:{port}\"\norigin = \"rpz.example\"\nfetch_timeout_ms = 2000\ntsig_key = \"sinkhole-xfr\"\ntsig_secret_file = \"xfr.key\"\n"
+    );
+    let setup = Setup::bare(vec![upstream.addr], &config);
+    // As `tsig-keygen` writes it.
+    setup.write(
+        "xfr.key",
+        &format!(
+            "key \"sinkhole-xfr\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{SECRET}\";\n}};\n"
+        ),
+    );
+    let sinkhole = setup.start();
+    let _primary = Primary::start_with(port, sinkhole.addr, Some(SECRET));
+    until_nxdomain(&sinkhole, "c2.feed.example", Duration::from_secs(8)).await;
+
+    // A wrong secret is refused by the primary and never transferred.
+    let port = free_port();
+    let config = config.replace(&format!(":{}", sinkhole_port(&config)), &format!(":{port}"));
+    let setup = Setup::bare(vec![upstream.addr], &config);
+    setup.write("xfr.key", "c29tZSBvdGhlciBzZWNyZXQgb2YgMzIgYnl0ZXMhISE=\n");
+    let wrong = setup.start();
+    let _other = Primary::start_with(port, wrong.addr, Some(SECRET));
+    wrong.wait_for_nth_log("zone transfer failed", 2);
+    let log = wrong.log();
+    let failure = log
+        .lines()
+        .rfind(|line| line.contains("zone transfer failed"))
+        .unwrap();
+    assert!(
+        failure.contains("TSIG") || failure.contains("Not Authorized"),
+        "{failure}"
+    );
+    assert!(!nxdomain(&wrong, "c2.feed.example").await);
+    assert!(!wrong.setup.path("rpz.zone").exists());
+}
+
+/// The primary's port in a config written above.
+fn sinkhole_port(config: &str) -> u16 {
+    let at = config.find("127.0.0.1:").unwrap() + "127.0.0.1:".len();
+    config[at..].split('"').next().unwrap().parse().unwrap()
 }
