@@ -1,6 +1,8 @@
 //! RPZ zones transferred from a primary server, the way DNS firewalls at many sites share one
 //! policy: the zone's SOA serial is checked every `refresh` and whenever the primary sends a
-//! NOTIFY (RFC 1996); when it changed, the whole zone is transferred (AXFR, RFC 5936) over TCP.
+//! NOTIFY (RFC 1996); when it changed, the changes are transferred over TCP: by IXFR (RFC 1995)
+//! from the copy on disk when the primary keeps the zone's history, else the whole zone (AXFR,
+//! RFC 5936).
 //!
 //! The transferred records are written as a zone file (one record per line, absolute names)
 //! and parsed with the list's settings before anything else; only a usable zone replaces the
@@ -19,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -212,9 +215,7 @@ pub async fn check(source: &ZoneSource) -> Result<Option<u32>, String> {
         return Ok(None);
     }
 
-    let text = tokio::time::timeout(transfer.timeout, axfr(transfer.primary, &zone, key))
-        .await
-        .map_err(|_| "transfer timed out".to_owned())??;
+    let (text, kind) = fetch_zone(source, &zone, key, stored.serial).await?;
     let parsed = lists::parse(text.as_bytes(), &source.options)
         .map_err(|broken| format!("transferred zone, line {}: {}", broken.line, broken.reason))?;
     if parsed.entries() == 0 && parsed.skipped.invalid > 0 {
@@ -226,7 +227,49 @@ pub async fn check(source: &ZoneSource) -> Result<Option<u32>, String> {
     .map_err(|error| error.to_string())?;
     replace(&source.path, text.as_bytes())?;
     replace(&stored_path(&source.path), &stored)?;
+    tracing::debug!(list = %source.name, kind, "zone copy written");
     Ok(Some(serial))
+}
+
+/// The new zone: by IXFR from the copy on disk when there is one (an IXFR the primary cannot
+/// serve, or cannot be applied, falls back to AXFR), else by AXFR. Returns the zone file and
+/// which transfer gave it.
+async fn fetch_zone(
+    source: &ZoneSource,
+    zone: &Name,
+    key: Option<&TsigKey>,
+    serial: Option<u32>,
+) -> Result<(String, &'static str), String> {
+    let transfer = &source.transfer;
+    let on_disk =
+        serial.and_then(|serial| Some((serial, std::fs::read_to_string(&source.path).ok()?)));
+    if let Some((serial, old)) = on_disk {
+        let records = tokio::time::timeout(
+            transfer.timeout,
+            self::transfer(transfer.primary, zone, key, Some(serial)),
+        )
+        .await
+        .map_err(|_| "transfer timed out".to_owned())
+        .and_then(|records| records);
+        let incremental = records.and_then(|records| match records.get(1).map(soa_serial_of) {
+            Some(Some(_)) => apply_changes(&old, &records).map(|text| (text, "IXFR")),
+            Some(None) => Ok((zone_text(&records), "IXFR (whole zone)")),
+            None => Err("primary says the copy is current".to_owned()),
+        });
+        match incremental {
+            Ok(zone) => return Ok(zone),
+            Err(error) => {
+                tracing::debug!(list = %source.name, %error, "IXFR not used; asking AXFR")
+            }
+        }
+    }
+    let records = tokio::time::timeout(
+        transfer.timeout,
+        self::transfer(transfer.primary, zone, key, None),
+    )
+    .await
+    .map_err(|_| "transfer timed out".to_owned())??;
+    Ok((zone_text(&records), "AXFR"))
 }
 
 /// The zone's SOA serial, asked over UDP.
@@ -279,32 +322,30 @@ async fn soa_serial(
     }
 }
 
-/// The whole zone by AXFR over TCP (RFC 5936 §2.2): messages until the closing SOA, as zone
-/// file text.
-async fn axfr(primary: SocketAddr, zone: &Name, key: Option<&TsigKey>) -> Result<String, String> {
+/// The records of a transfer over TCP (RFC 5936 §2.2, RFC 1995 §4): messages until the
+/// closing SOA. `serial` is the client's version for an IXFR request, `None` for AXFR.
+async fn transfer(
+    primary: SocketAddr,
+    zone: &Name,
+    key: Option<&TsigKey>,
+    serial: Option<u32>,
+) -> Result<Vec<Record>, String> {
     let mut stream = TcpStream::connect(primary)
         .await
         .map_err(|error| format!("{primary}: {error}"))?;
     let id = rand::random::<u16>();
-    let mut query = message(id, zone, RecordType::AXFR);
+    let mut query = match serial {
+        Some(serial) => ixfr_request(id, zone, serial),
+        None => message(id, zone, RecordType::AXFR),
+    };
     let mut session = key.map(|key| Session::sign(key, &mut query));
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&query);
     stream.write_all(&framed).await.map_err(|e| e.to_string())?;
 
-    let mut text = String::new();
-    let mut soas = 0;
-    while soas < 2 {
-        let mut len = [0u8; 2];
-        stream
-            .read_exact(&mut len)
-            .await
-            .map_err(|error| format!("transfer ended early: {error}"))?;
-        let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        stream
-            .read_exact(&mut bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+    let mut records: Vec<Record> = Vec::new();
+    loop {
+        let mut bytes = read_message(&mut stream).await?;
         if let Some(session) = &mut session {
             bytes = session.verify(&bytes)?;
         }
@@ -321,25 +362,196 @@ async fn axfr(primary: SocketAddr, zone: &Name, key: Option<&TsigKey>) -> Result
         if answer.answers.is_empty() {
             return Err("transfer message without records".to_owned());
         }
-        for record in &answer.answers {
-            if record.record_type() == RecordType::SOA {
-                soas += 1;
-                if soas == 2 {
-                    break;
-                }
-            }
-            text.push_str(&record.to_string());
-            text.push('\n');
-        }
-        if soas == 0 {
-            return Err("transfer does not start with the SOA".to_owned());
+        records.extend(answer.answers);
+        if complete(&records, serial) {
+            return Ok(records);
         }
     }
-    Ok(text)
+}
+
+async fn read_message(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 2];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|error| format!("transfer ended early: {error}"))?;
+    let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream
+        .read_exact(&mut bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Whether a transfer's records are all there: the opening SOA names the newest serial; an
+/// AXFR ends with it again, and so does an IXFR, after pairs of (old, new) SOAs around each
+/// change (RFC 1995 §4), so the SOAs are then even in number. A lone SOA no newer than the
+/// client's version says it is current.
+fn complete(records: &[Record], client: Option<u32>) -> bool {
+    let Some(newest) = records.first().and_then(soa_serial_of) else {
+        return true;
+    };
+    if records.len() == 1 {
+        return client.is_some_and(|client| newest == client);
+    }
+    let soas = records
+        .iter()
+        .filter(|record| soa_serial_of(record).is_some())
+        .count();
+    records.last().and_then(soa_serial_of) == Some(newest) && soas % 2 == 0
+}
+
+fn soa_serial_of(record: &Record) -> Option<u32> {
+    match &record.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    }
+}
+
+/// An IXFR request: the client's version as an SOA in the authority section (RFC 1995 §3).
+fn ixfr_request(id: u16, zone: &Name, serial: u32) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(zone.clone(), RecordType::IXFR));
+    let soa = SOA::new(zone.clone(), zone.clone(), serial, 0, 0, 0, 0);
+    message
+        .authorities
+        .push(Record::from_rdata(zone.clone(), 0, RData::SOA(soa)));
+    message.to_vec().unwrap_or_default()
+}
+
+/// The zone file of a whole zone's records (an AXFR, or an IXFR answered in full).
+fn zone_text(records: &[Record]) -> String {
+    let body = &records[..records.len().saturating_sub(1)];
+    body.iter().fold(String::new(), |mut text, record| {
+        text.push_str(&record.to_string());
+        text.push('\n');
+        text
+    })
+}
+
+/// A record's line without its TTL, which deletions need not repeat (RFC 1995 §4).
+fn line_key(line: &str) -> String {
+    let mut fields = line.split_whitespace();
+    let name = fields.next().unwrap_or_default();
+    fields.next();
+    let rest: Vec<&str> = fields.collect();
+    format!("{name} {}", rest.join(" "))
+}
+
+/// The zone after an IXFR's changes are applied to `old` (a zone file this module wrote).
+fn apply_changes(old: &str, records: &[Record]) -> Result<String, String> {
+    let mut lines: Vec<String> = old.lines().map(str::to_owned).collect();
+    if lines.is_empty() {
+        return Err("no copy to apply changes to".to_owned());
+    }
+    let newest = records.first().and_then(soa_serial_of);
+    let mut at = 1;
+    loop {
+        // An old SOA opens a change; the newest serial at this place closes the transfer.
+        let Some(old_serial) = records.get(at).and_then(soa_serial_of) else {
+            return Err("malformed incremental transfer".to_owned());
+        };
+        if Some(old_serial) == newest && at == records.len() - 1 {
+            break;
+        }
+        at += 1;
+        while let Some(record) = records.get(at).filter(|r| soa_serial_of(r).is_none()) {
+            let key = line_key(&record.to_string());
+            let found = lines.iter().position(|line| line_key(line) == key);
+            let found = found.ok_or_else(|| format!("deleted record not in the copy: {key}"))?;
+            lines.remove(found);
+            at += 1;
+        }
+        at += 1;
+        while let Some(record) = records.get(at).filter(|r| soa_serial_of(r).is_none()) {
+            lines.push(record.to_string());
+            at += 1;
+        }
+    }
+    lines[0] = records[0].to_string();
+    Ok(lines.iter().fold(String::new(), |mut text, line| {
+        text.push_str(line);
+        text.push('\n');
+        text
+    }))
 }
 
 fn message(id: u16, zone: &Name, qtype: RecordType) -> Vec<u8> {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.add_query(Query::query(zone.clone(), qtype));
     message.to_vec().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soa(serial: u32) -> Record {
+        let zone = Name::from_ascii("rpz.example.").unwrap();
+        let soa = SOA::new(zone.clone(), zone.clone(), serial, 3600, 600, 86400, 60);
+        Record::from_rdata(zone, 60, RData::SOA(soa))
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        let owner = Name::from_ascii(format!("{owner}.rpz.example.")).unwrap();
+        let target = Name::from_ascii(target).unwrap();
+        Record::from_rdata(
+            owner,
+            60,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(target)),
+        )
+    }
+
+    #[test]
+    fn transfers_end_at_the_closing_soa() {
+        let axfr = [soa(2), cname("a.test", "."), soa(2)];
+        assert!(!complete(&axfr[..2], None));
+        assert!(complete(&axfr, None));
+        let ixfr = [
+            soa(3),
+            soa(1),
+            cname("a.test", "."),
+            soa(2),
+            soa(2),
+            soa(3),
+            cname("b.test", "."),
+            soa(3),
+        ];
+        for end in 1..ixfr.len() {
+            assert!(!complete(&ixfr[..end], Some(1)), "{end}");
+        }
+        assert!(complete(&ixfr, Some(1)));
+        assert!(complete(&[soa(1)], Some(1)), "current");
+    }
+
+    #[test]
+    fn incremental_changes_apply_to_the_copy() {
+        let old = zone_text(&[
+            soa(1),
+            cname("a.test", "."),
+            cname("keep.test", "."),
+            soa(1),
+        ]);
+        let ixfr = [
+            soa(2),
+            soa(1),
+            cname("a.test", "."),
+            soa(2),
+            cname("b.test", "*."),
+            soa(2),
+        ];
+        let new = apply_changes(&old, &ixfr).unwrap();
+        let lines: Vec<&str> = new.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains(" 2 3600 600 86400 60"), "{}", lines[0]);
+        assert!(lines[1].starts_with("keep.test.rpz.example."));
+        assert!(lines[2].starts_with("b.test.rpz.example."));
+
+        let missing = [soa(2), soa(1), cname("gone.test", "."), soa(2), soa(2)];
+        assert!(
+            apply_changes(&old, &missing)
+                .unwrap_err()
+                .contains("not in the copy")
+        );
+    }
 }

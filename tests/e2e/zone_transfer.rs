@@ -260,3 +260,92 @@ fn sinkhole_port(config: &str) -> u16 {
     let at = config.find("127.0.0.1:").unwrap() + "127.0.0.1:".len();
     config[at..].split('"').next().unwrap().parse().unwrap()
 }
+
+const KNOTD: &str = "/usr/sbin/knotd";
+
+/// A Knot DNS primary that keeps the zone's history, so it answers IXFR with the changes.
+struct KnotPrimary {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl KnotPrimary {
+    fn start(port: u16, notify: std::net::SocketAddr) -> Self {
+        assert!(
+            Path::new(KNOTD).exists(),
+            "Knot is needed for this test: apt-get install knot (.ci/run installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display();
+        let conf = format!(
+            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {path}\ncontrol:\n    listen: {path}/knot.sock\nlog:\n  - target: {path}/knot.log\n    any: info\ndatabase:\n    storage: {path}\nremote:\n  - id: sinkhole\n    address: {notify}\nacl:\n  - id: xfr\n    address: 127.0.0.0/8\n    action: transfer\ntemplate:\n  - id: default\n    storage: {path}\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\nzone:\n  - domain: rpz.example\n    file: rpz.example.zone\n    acl: xfr\n    notify: sinkhole\n",
+            notify = format_args!("{}@{}", notify.ip(), notify.port()),
+        );
+        std::fs::write(dir.path().join("knot.conf"), conf).unwrap();
+        write_zone(
+            dir.path(),
+            1,
+            &["c2.feed.example CNAME .", "old.feed.example CNAME ."],
+        );
+        let child = Command::new(KNOTD)
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start knotd");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "knotd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, dir }
+    }
+
+    /// A new version of the zone file; Knot loads the difference and sends NOTIFY.
+    fn publish(&self, serial: u32, records: &[&str]) {
+        write_zone(self.dir.path(), serial, records);
+        let status = Command::new("/usr/sbin/knotc")
+            .arg("-c")
+            .arg(self.dir.path().join("knot.conf"))
+            .args(["zone-reload", "rpz.example"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "knotc zone-reload");
+    }
+}
+
+impl Drop for KnotPrimary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_come_by_ixfr_where_the_primary_offers_it() {
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let config = format!(
+        "[[blocklist]]\nname = \"rpz\"\npath = \"rpz.zone\"\nprimary = \"127.0.0.1:{port}\"\norigin = \"rpz.example\"\nrefresh = \"1h\"\nfetch_timeout_ms = 2000\n"
+    );
+    let sinkhole = Setup::bare(vec![upstream.addr], &config).start();
+    let primary = KnotPrimary::start(port, sinkhole.addr);
+    until_nxdomain(&sinkhole, "old.feed.example", Duration::from_secs(8)).await;
+    sinkhole.wait_for_log("kind=\"AXFR\"");
+
+    primary.publish(2, &["c2.feed.example CNAME .", "new.feed.example CNAME ."]);
+    until_nxdomain(&sinkhole, "new.feed.example", Duration::from_secs(5)).await;
+    sinkhole.wait_for_log("kind=\"IXFR\"");
+    assert!(
+        !nxdomain(&sinkhole, "old.feed.example").await,
+        "deleted by the change"
+    );
+    assert!(nxdomain(&sinkhole, "c2.feed.example").await, "kept");
+    let copy = std::fs::read_to_string(stored(&sinkhole)).unwrap();
+    assert!(copy.contains("new.feed.example") && !copy.contains("old.feed.example"));
+}
