@@ -199,6 +199,27 @@ pub struct EventsConfig {
     /// Seconds between two heartbeat events (the lists in force, their age and last error);
     /// 0 turns them off. Default 300.
     pub heartbeat_interval_s: u64,
+    /// Rotate the event file once it holds this many bytes; 0: never by size. Default
+    /// 104857600 (100 MiB).
+    pub rotate_bytes: u64,
+    /// Rotate the event file once it has been written for this many seconds; 0: never by
+    /// age. Default 86400.
+    pub rotate_age_s: u64,
+    /// Rotated event files kept; the oldest beyond are deleted. Default 7.
+    pub keep: usize,
+    /// Which queries get an event: `blocked` (default: every query a list matched) or `all`.
+    pub queries: QueryLog,
+}
+
+/// `[events] queries`: which queries get an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryLog {
+    /// Queries a list matched: blocked, allowed by an exception, or seen by a log-only list.
+    #[default]
+    Blocked,
+    /// Every answered query.
+    All,
 }
 
 impl Default for EventsConfig {
@@ -209,6 +230,10 @@ impl Default for EventsConfig {
             device: None,
             site: None,
             heartbeat_interval_s: 300,
+            rotate_bytes: 100 << 20,
+            rotate_age_s: 86_400,
+            keep: 7,
+            queries: QueryLog::Blocked,
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct Handler {
     events: EventSink,
     /// The primaries whose NOTIFY messages are answered.
     notifies: NotifyRouter,
+    /// Whether queries no list matched are logged too (`events.queries = "all"`).
+    log_all: bool,
 }
 
 impl Handler {
@@ -111,6 +113,7 @@ impl Handler {
         forwarder: Forwarder,
         events: EventSink,
         notifies: NotifyRouter,
+        log_all: bool,
     ) -> Self {
         Self {
             policy,
@@ -118,6 +121,7 @@ impl Handler {
             forwarder,
             events,
             notifies,
+            log_all,
         }
     }
 
@@ -179,8 +183,9 @@ impl Handler {
         entry.write_for(&query, now, out);
         fit_udp(out, &query, client.transport);
         let observed = observed.or_else(|| shadow_answer(&policy, check_answer, facts));
-        if let Some(observed) = observed {
-            self.emit_observed(&query, client, observed, facts, None);
+        match observed {
+            Some(observed) => self.emit_observed(&query, client, observed, facts, None),
+            None => self.emit_answered(&query, client, facts, None, policy.version),
         }
         Step::Reply
     }
@@ -241,12 +246,18 @@ impl Handler {
             Err(error) => {
                 tracing::debug!(query.name = %query.name, %error, "forwarding failed");
                 write_unreachable(out, &query);
-                if let Some(observed) = pending.observed {
-                    let facts = Facts {
-                        rcode: Rcode::ServFail as u16,
-                        ..Facts::default()
-                    };
-                    self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
+                let facts = Facts {
+                    rcode: Rcode::ServFail as u16,
+                    ..Facts::default()
+                };
+                match pending.observed {
+                    Some(observed) => {
+                        self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
+                    }
+                    None => {
+                        let version = self.policy.load().version;
+                        self.emit_answered(&query, client, &facts, Some(upstream_ms), version);
+                    }
                 }
                 return;
             }
@@ -271,8 +282,11 @@ impl Handler {
         let observed = pending
             .observed
             .or_else(|| shadow_answer(&policy, pending.check_answer, &facts));
-        if let Some(observed) = observed {
-            self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
+        match observed {
+            Some(observed) => {
+                self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
+            }
+            None => self.emit_answered(&query, client, &facts, Some(upstream_ms), policy.version),
         }
     }
 
@@ -437,6 +451,25 @@ impl Handler {
         self.events.emit(event);
     }
 
+    /// With `events.queries = "all"`: an event for a query no list matched.
+    fn emit_answered(
+        &self,
+        query: &Query<'_>,
+        client: &Client,
+        facts: &Facts,
+        upstream_ms: Option<u64>,
+        version: u64,
+    ) {
+        if !self.log_all {
+            return;
+        }
+        let mut event = answered_event(query, client, version);
+        event.rcode = Some(facts.rcode);
+        event.response = facts.addresses.first().copied();
+        event.upstream_ms = upstream_ms;
+        self.events.emit(event);
+    }
+
     fn emit_observed(
         &self,
         query: &Query<'_>,
@@ -519,6 +552,15 @@ fn log_only(found: &BlockMatch<'_>) -> Observed {
 /// An event for `query` and the entry it matched, as a block that sent NOERROR; callers set
 /// what differs.
 fn query_event(query: &Query<'_>, client: &Client, found: MatchRecord) -> QueryEvent {
+    let version = found.list.policy_version;
+    let mut event = answered_event(query, client, version);
+    event.found = Some(found);
+    event.outcome = Outcome::Blocked;
+    event
+}
+
+/// An event for a query no list matched, answered as `facts` say.
+fn answered_event(query: &Query<'_>, client: &Client, version: u64) -> QueryEvent {
     QueryEvent {
         time: SystemTime::now(),
         client: client.addr,
@@ -529,9 +571,13 @@ fn query_event(query: &Query<'_>, client: &Client, found: MatchRecord) -> QueryE
         qtype: query.qtype,
         rcode: Some(0),
         response: None,
-        found,
+        found: None,
+        version,
         chain: Vec::new(),
-        outcome: Outcome::Blocked,
+        outcome: Outcome::Allowed {
+            original_action: "",
+            reason: String::new(),
+        },
         upstream_ms: None,
     }
 }

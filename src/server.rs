@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::events::{Device, EventLog, EventLogError};
+use crate::events::{Device, EventLog, EventLogError, Rotation};
 use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
@@ -69,7 +69,13 @@ impl Server {
             config.events.device.as_deref(),
             config.events.site.as_deref(),
         );
-        let events = EventLog::open(&events_path, config.events.queue, device)?;
+        let rotation = Rotation {
+            max_bytes: config.events.rotate_bytes,
+            max_age: (config.events.rotate_age_s > 0)
+                .then(|| Duration::from_secs(config.events.rotate_age_s)),
+            keep: config.events.keep,
+        };
+        let events = EventLog::open(&events_path, config.events.queue, device, rotation)?;
         tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
 
         let cache = AnswerCache::new(CacheLimits {
@@ -81,6 +87,7 @@ impl Server {
             idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
             max_connections: config.server.max_tcp_connections,
         };
+        let log_all = config.events.queries == crate::config::QueryLog::All;
         let specs = reload::list_specs(&config, std::time::SystemTime::now());
         let source_errors = SourceErrors::default();
         let sources = Source::of(&specs, &source_errors);
@@ -94,6 +101,7 @@ impl Server {
             forwarder,
             events.sink(),
             notifies,
+            log_all,
         ));
         Ok(Self {
             handler,

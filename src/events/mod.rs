@@ -8,6 +8,7 @@
 //! is counted; the writer keeps going with the next event.
 
 pub mod record;
+pub mod rotate;
 pub mod time;
 
 use std::fs::{File, OpenOptions};
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use record::{ConflictEvent, Device, ListReport, Outcome, PolicyEvent, QueryEvent, Transport};
+pub use rotate::Rotation;
 
 /// The event log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +115,12 @@ pub struct EventLog {
 
 impl EventLog {
     /// Opens (appends to) the log file, creating its folder, and starts the writer.
-    pub fn open(path: &Path, queue: usize, device: Device) -> Result<Self, EventLogError> {
+    pub fn open(
+        path: &Path,
+        queue: usize,
+        device: Device,
+        rotation: Rotation,
+    ) -> Result<Self, EventLogError> {
         let error = |source| EventLogError {
             path: path.display().to_string(),
             source,
@@ -127,10 +134,14 @@ impl EventLog {
             .open(path)
             .map_err(error)?;
 
+        let bytes = file.metadata().map_or(0, |metadata| metadata.len());
         let (sender, receiver) = mpsc::sync_channel(queue);
         let counters = Arc::new(EventCounters::default());
         let writer = Writer {
             out: BufWriter::with_capacity(64 * 1024, file),
+            rotation,
+            bytes,
+            since: Instant::now(),
             device,
             counters: counters.clone(),
             path: path.to_owned(),
@@ -189,6 +200,10 @@ impl EventLog {
 
 struct Writer {
     out: BufWriter<File>,
+    rotation: Rotation,
+    /// Bytes in the active file, and since when it has been written.
+    bytes: u64,
+    since: Instant,
     device: Device,
     counters: Arc<EventCounters>,
     path: PathBuf,
@@ -219,6 +234,9 @@ impl Writer {
                 }
             }
             self.flush(&mut pending);
+            if self.rotation.due(self.bytes, self.since) {
+                self.rotate();
+            }
             self.report();
             std::thread::sleep(DRAIN_INTERVAL);
         }
@@ -229,8 +247,44 @@ impl Writer {
         event.write_json(&self.device, &mut self.line);
         self.line.push('\n');
         match self.out.write_all(self.line.as_bytes()) {
-            Ok(()) => *pending += 1,
+            Ok(()) => {
+                *pending += 1;
+                self.bytes += self.line.len() as u64;
+            }
             Err(error) => self.fail(&error, 1),
+        }
+        if self.rotation.max_bytes > 0 && self.bytes >= self.rotation.max_bytes {
+            self.flush(pending);
+            self.rotate();
+        }
+    }
+
+    /// Renames the active file aside, opens a new one, and deletes the oldest rotated files.
+    fn rotate(&mut self) {
+        let rotated = rotate::rotated_name(&self.path, std::time::SystemTime::now());
+        let reopened = std::fs::rename(&self.path, &rotated).and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        });
+        match reopened {
+            Ok(file) => {
+                // Everything was flushed before the rename, so nothing is left to discard.
+                let _old =
+                    std::mem::replace(&mut self.out, BufWriter::with_capacity(64 * 1024, file));
+                self.bytes = 0;
+                self.since = Instant::now();
+                tracing::info!(rotated = %rotated.display(), "event file rotated");
+                if let Err(error) = rotate::prune(&self.path, self.rotation.keep) {
+                    tracing::warn!(path = %self.path.display(), %error, "cannot delete old event files");
+                }
+            }
+            Err(error) => {
+                // Keep writing to the file as it is; the next write tries again.
+                self.since = Instant::now();
+                tracing::error!(path = %self.path.display(), %error, "cannot rotate the event file");
+            }
         }
     }
 
@@ -303,7 +357,7 @@ mod tests {
     use super::*;
 
     fn log_events(path: &Path, count: usize) -> Arc<EventCounters> {
-        let log = EventLog::open(path, 16 * count, device()).unwrap();
+        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER).unwrap();
         let sink = log.sink();
         (0..count).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let counters = sink.counters.clone();
@@ -322,6 +376,40 @@ mod tests {
         assert_eq!(counters.failed.load(Ordering::Relaxed), 0);
     }
 
+    #[test]
+    fn the_file_rotates_by_size_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let rotation = Rotation {
+            max_bytes: 20_000,
+            max_age: None,
+            keep: 2,
+        };
+        let log = EventLog::open(&path, 10_000, device(), rotation).unwrap();
+        let sink = log.sink();
+        for round in 0..5 {
+            (0..40).for_each(|_| sink.emit(event(Outcome::Blocked)));
+            // Rotated names carry the second: keep them apart.
+            std::thread::sleep(Duration::from_millis(if round < 4 { 1100 } else { 100 }));
+        }
+        log.close(Duration::from_secs(5));
+        let rotated: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("events.ndjson."))
+            .collect();
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        let active = std::fs::metadata(&path).unwrap().len();
+        assert!(active < 20_000 + 2_000, "{active}");
+        for name in &rotated {
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(
+                text.lines()
+                    .all(|line| line.starts_with('{') && line.ends_with('}'))
+            );
+        }
+    }
+
     /// `/dev/full` fails every write with ENOSPC, as a full disk does.
     #[cfg(target_os = "linux")]
     #[test]
@@ -334,7 +422,8 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(&dir.path().join("e.ndjson"), 1, device()).unwrap();
+        let log =
+            EventLog::open(&dir.path().join("e.ndjson"), 1, device(), Rotation::NEVER).unwrap();
         let sink = log.sink();
         (0..10_000).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let dropped = sink.counters.dropped.load(Ordering::Relaxed);

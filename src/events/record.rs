@@ -55,8 +55,11 @@ pub struct QueryEvent {
     pub rcode: Option<u16>,
     /// The address in the answer, if any (the sinkhole address for a blocked A query).
     pub response: Option<IpAddr>,
-    /// The list entry that matched.
-    pub found: MatchRecord,
+    /// The list entry that matched; `None` for a query no list matched (logged with
+    /// `events.queries = "all"`).
+    pub found: Option<MatchRecord>,
+    /// The policy version that decided.
+    pub version: u64,
     /// For a CNAME hit: the chain from the query name to the name that matched.
     pub chain: Vec<String>,
     pub outcome: Outcome,
@@ -111,15 +114,20 @@ impl QueryEvent {
 
     /// The common ASIM fields and the device's.
     fn write_event_fields(&self, device: &Device, json: &mut JsonObject<'_>) {
-        let (action, original, severity) = match &self.outcome {
-            Outcome::Blocked => (
+        let (action, original, severity) = match (&self.outcome, &self.found) {
+            (Outcome::Blocked, Some(found)) => (
                 "Blocked",
-                self.found.response().name(),
-                severity(Threat::of(&self.found).confidence),
+                Some(found.response().name()),
+                severity(Threat::of(found).confidence),
             ),
-            Outcome::Allowed {
-                original_action, ..
-            } => ("Allowed", *original_action, "Low"),
+            (Outcome::Blocked, None) => ("Blocked", None, "Medium"),
+            (
+                Outcome::Allowed {
+                    original_action, ..
+                },
+                Some(_),
+            ) => ("Allowed", Some(*original_action), "Low"),
+            (Outcome::Allowed { .. }, None) => ("Allowed", None, "Informational"),
         };
         let time = rfc3339_millis(self.time);
         write_common(json, &time, "Query", severity, device);
@@ -138,7 +146,7 @@ impl QueryEvent {
             }
         }
         json.text("DvcAction", action);
-        json.text("DvcOriginalAction", original);
+        json.optional_text("DvcOriginalAction", original);
     }
 
     fn write_network_fields(&self, json: &mut JsonObject<'_>) {
@@ -175,7 +183,13 @@ impl QueryEvent {
 
     /// The rule and indicator fields, and the details ASIM has no field for.
     fn write_threat_fields(&self, device: &Device, json: &mut JsonObject<'_>) {
-        let found = &self.found;
+        let Some(found) = &self.found else {
+            let mut additional = json.object("AdditionalFields");
+            additional.text("site", &device.site);
+            additional.number("policy_version", self.version);
+            additional.close();
+            return;
+        };
         let threat_ip = match found.kind {
             TriggerKind::Domain => None,
             TriggerKind::ClientIp => Some(plain_ip(self.client.ip())),
@@ -658,6 +672,7 @@ pub(crate) mod tests {
             address: None,
         };
         QueryEvent {
+            version: 1,
             time: UNIX_EPOCH + Duration::from_millis(1_780_738_211_412),
             client: "[::ffff:10.20.14.37]:53012".parse().unwrap(),
             server: "10.20.0.2:53".parse().unwrap(),
@@ -667,7 +682,7 @@ pub(crate) mod tests {
             qtype: 28,
             rcode: Some(0),
             response: Some("::".parse().unwrap()),
-            found,
+            found: Some(found),
             chain: Vec::new(),
             outcome,
             upstream_ms: None,
@@ -725,13 +740,13 @@ pub(crate) mod tests {
     #[test]
     fn indicator_metadata_comes_before_the_lists() {
         let mut event = event(Outcome::Blocked);
-        event.found = MatchRecord {
+        event.found = Some(MatchRecord {
             rule: 1,
             entry: "198.51.100.7/32".into(),
             kind: TriggerKind::ResponseIp,
             address: Some("198.51.100.7".parse().unwrap()),
-            ..event.found
-        };
+            ..event.found.unwrap()
+        });
         let json: serde_json::Value = serde_json::from_str(&event.to_json(&device())).unwrap();
         assert_eq!(json["ThreatField"], "DnsResponseName");
         assert_eq!(json["ThreatIpAddr"], "198.51.100.7");
@@ -747,6 +762,23 @@ pub(crate) mod tests {
         assert_eq!(additional["ioc_value"], "https://mathlah.com/gate.php");
         assert_eq!(additional["tags"][1], "loader");
         assert_eq!(additional["matched_ioc"], "198.51.100.7/32");
+    }
+
+    #[test]
+    fn a_query_no_list_matched_has_no_threat_fields() {
+        let mut event = event(Outcome::Allowed {
+            original_action: "",
+            reason: String::new(),
+        });
+        event.found = None;
+        event.version = 9;
+        let json: serde_json::Value = serde_json::from_str(&event.to_json(&device())).unwrap();
+        assert_eq!(json["DvcAction"], "Allowed");
+        assert_eq!(json["EventSeverity"], "Informational");
+        assert!(json.get("DvcOriginalAction").is_none());
+        assert!(json.get("RuleName").is_none());
+        assert_eq!(json["AdditionalFields"]["policy_version"], 9);
+        assert_eq!(json["AdditionalFields"]["site"], "branch-01");
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn shutdown_flushes_every_event() {
     let upstream = Upstream::start().await;
     let mut sinkhole = Setup::standard(upstream.addr).start();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let total = 2000;
+    let total = 10_000;
     for i in 0..total {
         let name = format!("n{i}.posdteu.shop");
         socket
@@ -161,4 +161,66 @@ async fn shutdown_flushes_every_event() {
     let mut events = read_events(&sinkhole.events_path());
     events.retain(|event| event["EventType"] == "Query");
     assert_eq!(events.len(), total, "every event written before exit");
+    let names: std::collections::HashSet<&str> = events
+        .iter()
+        .filter_map(|event| event["DnsQuery"].as_str())
+        .collect();
+    assert_eq!(names.len(), total, "each query once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_query_is_logged_with_queries_all() {
+    let upstream = Upstream::start().await;
+    let config =
+        "[events]\nqueries = \"all\"\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\n";
+    let setup = Setup::bare(vec![upstream.addr], config);
+    setup.write("remus.txt", crate::harness::REMUS);
+    let sinkhole = setup.start();
+
+    sinkhole.udp(upstream::WWW, RecordType::A).await;
+    sinkhole.udp(upstream::WWW, RecordType::A).await;
+    sinkhole.udp("posdteu.shop", RecordType::A).await;
+
+    let events = sinkhole.events(3).await;
+    let forwarded = &events[0];
+    assert_eq!(forwarded["DnsQuery"], upstream::WWW);
+    assert_eq!(forwarded["DvcAction"], "Allowed");
+    assert_eq!(forwarded["EventSeverity"], "Informational");
+    assert_eq!(forwarded["DnsResponseName"], "192.0.2.10");
+    assert!(
+        forwarded.get("DnsNetworkDuration").is_some(),
+        "went upstream"
+    );
+    assert!(forwarded.get("RuleName").is_none());
+    assert_eq!(forwarded["AdditionalFields"]["policy_version"], 1);
+    let cached = &events[1];
+    assert_eq!(cached["DnsQuery"], upstream::WWW);
+    assert!(cached.get("DnsNetworkDuration").is_none(), "from the cache");
+    assert_eq!(events[2]["DvcAction"], "Blocked");
+    assert_eq!(events[2]["RuleName"], "remus");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_file_rotates_and_old_files_are_deleted() {
+    let upstream = Upstream::start().await;
+    let config = "[events]\nrotate_bytes = 6000\nkeep = 2\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\n";
+    let setup = Setup::bare(vec![upstream.addr], config);
+    setup.write("remus.txt", crate::harness::REMUS);
+    let sinkhole = setup.start();
+    for i in 0..40 {
+        sinkhole
+            .udp(&format!("n{i}.posdteu.shop"), RecordType::A)
+            .await;
+    }
+    sinkhole.wait_for_nth_log("event file rotated", 3);
+    let rotated: Vec<String> = std::fs::read_dir(sinkhole.setup.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("events.ndjson."))
+        .collect();
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    assert!(
+        rotated.iter().all(|name| !name.ends_with(".ndjson")),
+        "{rotated:?}"
+    );
 }
