@@ -32,6 +32,7 @@ macro_rules! esay {
 }
 
 mod check;
+mod kql;
 mod validate;
 
 use crate::config::{Config, Upstream};
@@ -68,6 +69,14 @@ enum Command {
     Validate {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Print the Sentinel hunting query for the indicators the config loads.
+    Kql {
+        #[arg(long)]
+        config: PathBuf,
+        /// The table to hunt in: `DnsEvents`, `_Im_Dns` or `SinkholeDnsEvents`.
+        #[arg(long, default_value = "DnsEvents")]
+        table: String,
     },
     /// Show what the policy decides for one query, without sending anything.
     Check {
@@ -146,6 +155,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             events,
         } => serve(&config, listen, upstreams, events).map(|()| ExitCode::SUCCESS),
         Command::Validate { config } => validate::run(&config),
+        Command::Kql { config, table } => kql::run(&config, &table).map(|()| ExitCode::SUCCESS),
         Command::Check {
             config,
             name,
