@@ -307,3 +307,34 @@ fn check_shows_every_matching_list_and_the_indicator() {
     let output = sinkhole(&["check", "--config", config, "local.hosts.test"]);
     assert!(succeeded(&output).contains("action: local-data -> 192.0.2.77"));
 }
+
+#[test]
+fn kql_prints_the_hunt_for_the_loaded_indicators() {
+    let setup = feeds();
+    let config = setup.config_path();
+    let output = sinkhole(&["kql", "--config", config.to_str().unwrap()]);
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("let malicious_domains = dynamic(["),
+        "{stdout}"
+    );
+    for name in [
+        "\"posdteu.shop\"",
+        "\"evil-gate.test\"",
+        "\"nx.rpz-feed.test\"",
+        "\"ads.feed.test\"",
+    ] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+    assert!(stdout.contains("\"192.0.2.10/32\""), "{stdout}");
+    assert!(stdout.contains("DnsEvents\n| where Name has_any (malicious_domains)"));
+
+    let output = sinkhole(&[
+        "kql",
+        "--config",
+        config.to_str().unwrap(),
+        "--table",
+        "_Im_Dns",
+    ]);
+    assert!(succeeded(&output).contains("_Im_Dns(domain_has_any = malicious_domains)"));
+}
