@@ -886,3 +886,309 @@ pub(crate) mod tests {
         );
     }
 }
+
+/// The Sentinel content in `sentinel/` against the records this module writes: a field
+/// renamed here, or a column misspelt there, fails this test.
+#[cfg(test)]
+mod sentinel_content {
+    use super::tests::{device, event, remus_list};
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::time::UNIX_EPOCH;
+
+    /// Every top-level key, every `AdditionalFields` key, and every key of a policy event's
+    /// `lists[]`, over events that fill every optional field.
+    fn written() -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+        let mut lines = Vec::new();
+        let mut blocked = event(Outcome::Blocked);
+        blocked.chain = vec!["a.test".into(), "b.posdteu.shop".into()];
+        blocked.upstream_ms = Some(3);
+        blocked.found = Some(MatchRecord {
+            rule: 1,
+            entry: "192.0.2.10/32".into(),
+            kind: TriggerKind::ResponseIp,
+            address: Some("192.0.2.10".parse().unwrap()),
+            ..blocked.found.clone().unwrap()
+        });
+        let allowed = event(Outcome::Allowed {
+            original_action: "allowlist",
+            reason: "allowlist x entry y".into(),
+        });
+        let mut plain = allowed.clone();
+        plain.found = None;
+        for query in [blocked, allowed, plain] {
+            lines.push(query.to_json(&device()));
+        }
+        let conflict = ConflictEvent {
+            time: UNIX_EPOCH,
+            conflict: crate::policy::Conflict {
+                list: remus_list(),
+                rule: 0,
+                entry: "x.test".into(),
+                allowlist: "a".into(),
+                protected_by: "x.test".into(),
+            },
+        };
+        let mut line = String::new();
+        conflict.write_json(&device(), &mut line);
+        lines.push(line);
+        let report = ListReport {
+            name: "l".into(),
+            kind: "blocklist",
+            source: "s".into(),
+            format: "domains",
+            entries: 1,
+            added: Some(1),
+            removed: Some(0),
+            sha256: String::new(),
+            age_s: Some(1),
+            last_error: Some("e".into()),
+        };
+        let policy = PolicyEvent {
+            time: UNIX_EPOCH,
+            kind: "Heartbeat",
+            published: true,
+            version: 1,
+            trigger: "interval",
+            duration_ms: Some(1.0),
+            lists: vec![report],
+            errors: vec!["e".into()],
+            restart_needed: vec!["k".into()],
+            events_dropped: Some(0),
+        };
+        let mut line = String::new();
+        policy.write_json(&device(), &mut line);
+        lines.push(line);
+
+        let (mut top, mut additional, mut list_keys) = Default::default();
+        for line in &lines {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            collect(&json, &mut top, &mut additional, &mut list_keys);
+        }
+        (top, additional, list_keys)
+    }
+
+    fn collect(
+        json: &serde_json::Value,
+        top: &mut BTreeSet<String>,
+        additional: &mut BTreeSet<String>,
+        list_keys: &mut BTreeSet<String>,
+    ) {
+        let object = json.as_object().unwrap();
+        top.extend(object.keys().cloned());
+        if let Some(fields) = object.get("AdditionalFields").and_then(|v| v.as_object()) {
+            additional.extend(fields.keys().cloned());
+            for list in fields
+                .get("lists")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                list_keys.extend(list.as_object().unwrap().keys().cloned());
+            }
+        }
+    }
+
+    fn sentinel(path: &str) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sentinel");
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The `name`s of every `columns` array in a JSON document.
+    fn columns(json: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match json {
+            serde_json::Value::Object(object) => {
+                for (key, value) in object {
+                    if key == "columns" {
+                        for column in value.as_array().into_iter().flatten() {
+                            out.insert(column["name"].as_str().unwrap().to_owned());
+                        }
+                    } else {
+                        columns(value, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| columns(item, out)),
+            _ => {}
+        }
+    }
+
+    /// Every KQL text in a JSON document (`query`, `queryBody`, `transformKql` values).
+    fn queries(json: &serde_json::Value, out: &mut Vec<String>) {
+        match json {
+            serde_json::Value::Object(object) => {
+                for (key, value) in object {
+                    match value.as_str() {
+                        Some(text)
+                            if matches!(key.as_str(), "query" | "queryBody" | "transformKql") =>
+                        {
+                            out.push(text.to_owned());
+                        }
+                        _ => queries(value, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| queries(item, out)),
+            _ => {}
+        }
+    }
+
+    /// Identifiers of a KQL text outside string literals and comments, each with whether a
+    /// `.` comes before it and whether an assignment `=` follows it.
+    fn identifiers(kql: &str) -> Vec<(String, bool, bool)> {
+        let bytes = kql.as_bytes();
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let byte = bytes[at];
+            if byte == b'"' {
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+                at += 1;
+            } else if byte == b'/' && bytes.get(at + 1) == Some(&b'/') {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            } else if byte.is_ascii_alphabetic() || byte == b'_' {
+                let start = at;
+                while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
+                    at += 1;
+                }
+                let dotted = start > 0 && bytes[start - 1] == b'.';
+                let rest = kql[at..].trim_start();
+                let assigned = rest.starts_with('=') && !rest.starts_with("==");
+                found.push((kql[start..at].to_owned(), dotted, assigned));
+            } else {
+                at += 1;
+            }
+        }
+        found
+    }
+
+    const FIELD_PREFIXES: &[&str] = &[
+        "Event",
+        "Dvc",
+        "Src",
+        "Dst",
+        "Dns",
+        "Threat",
+        "Rule",
+        "Network",
+        "Transaction",
+    ];
+
+    fn check_query(
+        kql: &str,
+        top: &BTreeSet<String>,
+        additional: &BTreeSet<String>,
+        list_keys: &BTreeSet<String>,
+        file: &str,
+    ) {
+        let tokens = identifiers(kql);
+        for (index, (name, dotted, assigned)) in tokens.iter().enumerate() {
+            let before = index.checked_sub(1).map(|i| tokens[i].0.as_str());
+            if *dotted {
+                match before {
+                    Some("AdditionalFields") => {
+                        assert!(
+                            additional.contains(name),
+                            "{file}: AdditionalFields.{name} is not written"
+                        )
+                    }
+                    Some("List") => assert!(
+                        list_keys.contains(name),
+                        "{file}: lists[].{name} is not written"
+                    ),
+                    _ => {}
+                }
+                continue;
+            }
+            let field_like = FIELD_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
+            if field_like && !assigned && !name.ends_with("_d") {
+                assert!(
+                    top.contains(name),
+                    "{file}: column {name} is not written by sinkhole"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sentinel_files_use_only_fields_the_code_writes() {
+        let (top, additional, list_keys) = written();
+
+        for file in ["table-SinkholeEvents_CL.json", "dcr-sinkhole.json"] {
+            let json: serde_json::Value = serde_json::from_str(&sentinel(file)).unwrap();
+            let mut declared = BTreeSet::new();
+            columns(&json, &mut declared);
+            let missing: Vec<_> = top.difference(&declared).collect();
+            assert!(missing.is_empty(), "{file} lacks columns {missing:?}");
+            let unknown: Vec<_> = declared
+                .difference(&top)
+                .filter(|c| !c.ends_with("_d"))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} declares columns sinkhole never writes: {unknown:?}"
+            );
+        }
+
+        let mut texts: Vec<(String, String)> = Vec::new();
+        for file in [
+            "functions/SinkholeDnsEvents.kql",
+            "hunting/remus-dnsevents.kql",
+            "hunting/remus-imdns.kql",
+        ] {
+            texts.push((file.to_owned(), sentinel(file)));
+        }
+        for file in [
+            "dcr-sinkhole.json",
+            "analytics/sinkhole-hits.json",
+            "analytics/stale-feed.json",
+        ] {
+            let json: serde_json::Value = serde_json::from_str(&sentinel(file)).unwrap();
+            let mut found = Vec::new();
+            queries(&json, &mut found);
+            assert!(!found.is_empty(), "{file} holds no query");
+            texts.extend(found.into_iter().map(|kql| (file.to_owned(), kql)));
+        }
+        for (file, kql) in &texts {
+            check_query(kql, &top, &additional, &list_keys, file);
+        }
+    }
+
+    #[test]
+    fn a_misspelt_column_is_caught() {
+        let (top, additional, list_keys) = written();
+        let result = std::panic::catch_unwind(|| {
+            check_query(
+                "T | where DnsQeury == 1",
+                &top,
+                &additional,
+                &list_keys,
+                "t",
+            )
+        });
+        assert!(result.is_err());
+        let result = std::panic::catch_unwind(|| {
+            check_query(
+                "T | extend S = tostring(AdditionalFields.sight)",
+                &top,
+                &additional,
+                &list_keys,
+                "t",
+            )
+        });
+        assert!(result.is_err());
+        check_query(
+            "T | project Name = DnsQuery, Site = tostring(AdditionalFields.site)",
+            &top,
+            &additional,
+            &list_keys,
+            "t",
+        );
+    }
+}
