@@ -275,9 +275,13 @@ impl Writer {
                     std::mem::replace(&mut self.out, BufWriter::with_capacity(64 * 1024, file));
                 self.bytes = 0;
                 self.since = Instant::now();
-                tracing::info!(rotated = %rotated.display(), "event file rotated");
-                if let Err(error) = rotate::prune(&self.path, self.rotation.keep) {
-                    tracing::warn!(path = %self.path.display(), %error, "cannot delete old event files");
+                match rotate::prune(&self.path, self.rotation.keep) {
+                    Ok(deleted) => {
+                        tracing::info!(rotated = %rotated.display(), deleted, "event file rotated");
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %self.path.display(), %error, "cannot delete old event files");
+                    }
                 }
             }
             Err(error) => {

@@ -206,13 +206,15 @@ async fn the_event_file_rotates_and_old_files_are_deleted() {
     let config = "[events]\nrotate_bytes = 6000\nkeep = 2\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\n";
     let setup = Setup::bare(vec![upstream.addr], config);
     setup.write("remus.txt", crate::harness::REMUS);
-    let sinkhole = setup.start();
+    let mut sinkhole = setup.start();
     for i in 0..40 {
         sinkhole
             .udp(&format!("n{i}.posdteu.shop"), RecordType::A)
             .await;
     }
     sinkhole.wait_for_nth_log("event file rotated", 3);
+    // Stopped, so no rotation is halfway when the folder is read.
+    assert_eq!(sinkhole.stop(), Some(0));
     let rotated: Vec<String> = std::fs::read_dir(sinkhole.setup.dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
