@@ -209,6 +209,10 @@ pub struct EventsConfig {
     pub keep: usize,
     /// Which queries get an event: `blocked` (default: every query a list matched) or `all`.
     pub queries: QueryLog,
+    /// Seconds of a de-duplication window: the first event per client, name and action is
+    /// written at once, repeats are summed into one event when the window closes. 0 (the
+    /// default) writes every event.
+    pub dedup_window_s: u64,
 }
 
 /// `[events] queries`: which queries get an event.
@@ -234,6 +238,7 @@ impl Default for EventsConfig {
             rotate_age_s: 86_400,
             keep: 7,
             queries: QueryLog::Blocked,
+            dedup_window_s: 0,
         }
     }
 }

@@ -579,6 +579,7 @@ fn answered_event(query: &Query<'_>, client: &Client, version: u64) -> QueryEven
             reason: String::new(),
         },
         upstream_ms: None,
+        repeats: None,
     }
 }
 

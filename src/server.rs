@@ -75,7 +75,9 @@ impl Server {
                 .then(|| Duration::from_secs(config.events.rotate_age_s)),
             keep: config.events.keep,
         };
-        let events = EventLog::open(&events_path, config.events.queue, device, rotation)?;
+        let dedup = (config.events.dedup_window_s > 0)
+            .then(|| Duration::from_secs(config.events.dedup_window_s));
+        let events = EventLog::open(&events_path, config.events.queue, device, rotation, dedup)?;
         tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
 
         let cache = AnswerCache::new(CacheLimits {

@@ -7,6 +7,7 @@
 //! at most once a minute. A write failure (a full disk, say) loses the events of that write and
 //! is counted; the writer keeps going with the next event.
 
+pub mod dedup;
 pub mod record;
 pub mod rotate;
 pub mod time;
@@ -120,6 +121,7 @@ impl EventLog {
         queue: usize,
         device: Device,
         rotation: Rotation,
+        dedup: Option<Duration>,
     ) -> Result<Self, EventLogError> {
         let error = |source| EventLogError {
             path: path.display().to_string(),
@@ -142,6 +144,7 @@ impl EventLog {
             rotation,
             bytes,
             since: Instant::now(),
+            dedup: dedup.map(dedup::Dedup::new),
             device,
             counters: counters.clone(),
             path: path.to_owned(),
@@ -201,6 +204,8 @@ impl EventLog {
 struct Writer {
     out: BufWriter<File>,
     rotation: Rotation,
+    /// Open de-duplication windows, when `events.dedup_window_s` is set.
+    dedup: Option<dedup::Dedup>,
     /// Bytes in the active file, and since when it has been written.
     bytes: u64,
     since: Instant,
@@ -227,12 +232,14 @@ impl Writer {
                 match queue.try_recv() {
                     Ok(Message::Event(event)) => self.write(&event, &mut pending),
                     Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
+                        self.write_summaries(true, &mut pending);
                         self.flush(&mut pending);
                         return;
                     }
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.write_summaries(false, &mut pending);
             self.flush(&mut pending);
             if self.rotation.due(self.bytes, self.since) {
                 self.rotate();
@@ -243,6 +250,30 @@ impl Writer {
     }
 
     fn write(&mut self, event: &Event, pending: &mut usize) {
+        if let (Event::Query(query), Some(dedup)) = (event, &mut self.dedup)
+            && !dedup.admit(query, Instant::now())
+        {
+            // Held as a repeat; its count is written when the window closes. It is not
+            // lost, so it counts as written.
+            self.counters.written.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.write_line(event, pending);
+    }
+
+    /// Writes the summaries of the de-duplication windows that closed (all with `everything`).
+    fn write_summaries(&mut self, everything: bool, pending: &mut usize) {
+        let Some(dedup) = &mut self.dedup else {
+            return;
+        };
+        for summary in dedup.closed(Instant::now(), everything) {
+            // The summary stands for repeats already counted as written.
+            self.counters.written.fetch_sub(1, Ordering::Relaxed);
+            self.write_line(&Event::Query(summary), pending);
+        }
+    }
+
+    fn write_line(&mut self, event: &Event, pending: &mut usize) {
         self.line.clear();
         event.write_json(&self.device, &mut self.line);
         self.line.push('\n');
@@ -361,7 +392,7 @@ mod tests {
     use super::*;
 
     fn log_events(path: &Path, count: usize) -> Arc<EventCounters> {
-        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER).unwrap();
+        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER, None).unwrap();
         let sink = log.sink();
         (0..count).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let counters = sink.counters.clone();
@@ -389,7 +420,7 @@ mod tests {
             max_age: None,
             keep: 2,
         };
-        let log = EventLog::open(&path, 10_000, device(), rotation).unwrap();
+        let log = EventLog::open(&path, 10_000, device(), rotation, None).unwrap();
         let sink = log.sink();
         for round in 0..5 {
             (0..40).for_each(|_| sink.emit(event(Outcome::Blocked)));
@@ -426,8 +457,14 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let log =
-            EventLog::open(&dir.path().join("e.ndjson"), 1, device(), Rotation::NEVER).unwrap();
+        let log = EventLog::open(
+            &dir.path().join("e.ndjson"),
+            1,
+            device(),
+            Rotation::NEVER,
+            None,
+        )
+        .unwrap();
         let sink = log.sink();
         (0..10_000).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let dropped = sink.counters.dropped.load(Ordering::Relaxed);

@@ -65,6 +65,16 @@ pub struct QueryEvent {
     pub outcome: Outcome,
     /// Milliseconds spent upstream, for queries that were forwarded.
     pub upstream_ms: Option<u64>,
+    /// For a summary of repeated queries: how many, and when the first was.
+    pub repeats: Option<Repeats>,
+}
+
+/// Repeats of one query folded into one event (`events.dedup_window_s`): `EventCount` is
+/// `count`, `EventStartTime` the first repeat, `EventEndTime` the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeats {
+    pub count: u64,
+    pub first: SystemTime,
 }
 
 /// The device fields shared by every event.
@@ -130,7 +140,11 @@ impl QueryEvent {
             (Outcome::Allowed { .. }, None) => ("Allowed", None, "Informational"),
         };
         let time = rfc3339_millis(self.time);
-        write_common(json, &time, "Query", severity, device);
+        let (count, start) = match self.repeats {
+            Some(repeats) => (repeats.count, rfc3339_millis(repeats.first)),
+            None => (1, time.clone()),
+        };
+        write_common(json, (&time, count, &start), "Query", severity, device);
         json.text("EventSubType", "response");
         match self.rcode {
             Some(rcode) => {
@@ -234,7 +248,13 @@ impl ConflictEvent {
         };
         let mut json = JsonObject::open(out);
         let time = rfc3339_millis(self.time);
-        write_common(&mut json, &time, "PolicyConflict", "Medium", device);
+        write_common(
+            &mut json,
+            (&time, 1, &time),
+            "PolicyConflict",
+            "Medium",
+            device,
+        );
         json.text("EventResult", "Success");
         json.text("DvcAction", "Allowed");
         json.text("DvcOriginalAction", found.response().name());
@@ -302,7 +322,7 @@ impl PolicyEvent {
         } else {
             "Medium"
         };
-        write_common(&mut json, &time, self.kind, severity, device);
+        write_common(&mut json, (&time, 1, &time), self.kind, severity, device);
         json.text(
             "EventResult",
             if self.published { "Success" } else { "Failure" },
@@ -351,16 +371,17 @@ fn write_list(json: &mut JsonObject<'_>, list: &ListReport) {
 }
 
 /// The fields every event starts with.
+/// `span` is the event's time, how many events it stands for, and when the first was.
 fn write_common(
     json: &mut JsonObject<'_>,
-    time: &str,
+    (time, count, start): (&str, u64, &str),
     event_type: &str,
     severity: &str,
     device: &Device,
 ) {
     json.text("TimeGenerated", time);
-    json.number("EventCount", 1);
-    json.text("EventStartTime", time);
+    json.number("EventCount", count);
+    json.text("EventStartTime", start);
     json.text("EventEndTime", time);
     json.text("EventType", event_type);
     json.text("EventSeverity", severity);
@@ -686,6 +707,7 @@ pub(crate) mod tests {
             chain: Vec::new(),
             outcome,
             upstream_ms: None,
+            repeats: None,
         }
     }
 

@@ -226,3 +226,33 @@ async fn the_event_file_rotates_and_old_files_are_deleted() {
         "{rotated:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beaconing_repeats_are_summed_into_one_event() {
+    let upstream = Upstream::start().await;
+    let config =
+        "[events]\ndedup_window_s = 1\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\n";
+    let setup = Setup::bare(vec![upstream.addr], config);
+    setup.write("remus.txt", crate::harness::REMUS);
+    let sinkhole = setup.start();
+    for _ in 0..6 {
+        sinkhole.udp("beacon.posdteu.shop", RecordType::A).await;
+    }
+    sinkhole.udp("once.mathlah.com", RecordType::A).await;
+
+    let events = sinkhole.events(3).await;
+    let beacon: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["DnsQuery"] == "beacon.posdteu.shop")
+        .collect();
+    assert_eq!(
+        beacon.len(),
+        2,
+        "the first at once, then one summary: {events:?}"
+    );
+    assert_eq!(beacon[0]["EventCount"], 1);
+    assert_eq!(beacon[1]["EventCount"], 5);
+    assert!(beacon[1]["EventStartTime"].as_str() <= beacon[1]["EventEndTime"].as_str());
+    let once = find(&events, "once.mathlah.com", "A");
+    assert_eq!(once["EventCount"], 1);
+}
