@@ -213,6 +213,8 @@ pub struct EventsConfig {
     /// written at once, repeats are summed into one event when the window closes. 0 (the
     /// default) writes every event.
     pub dedup_window_s: u64,
+    /// `[events.syslog]`: also send every event to a syslog collector.
+    pub syslog: Option<crate::events::syslog::SyslogConfig>,
 }
 
 /// `[events] queries`: which queries get an event.
@@ -239,6 +241,7 @@ impl Default for EventsConfig {
             keep: 7,
             queries: QueryLog::Blocked,
             dedup_window_s: 0,
+            syslog: None,
         }
     }
 }

@@ -77,7 +77,15 @@ impl Server {
         };
         let dedup = (config.events.dedup_window_s > 0)
             .then(|| Duration::from_secs(config.events.dedup_window_s));
-        let events = EventLog::open(&events_path, config.events.queue, device, rotation, dedup)?;
+        let syslog = config.events.syslog.clone();
+        let events = EventLog::open(
+            &events_path,
+            config.events.queue,
+            device,
+            rotation,
+            dedup,
+            syslog,
+        )?;
         tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
 
         let cache = AnswerCache::new(CacheLimits {

@@ -10,6 +10,7 @@
 pub mod dedup;
 pub mod record;
 pub mod rotate;
+pub mod syslog;
 pub mod time;
 
 use std::fs::{File, OpenOptions};
@@ -122,6 +123,7 @@ impl EventLog {
         device: Device,
         rotation: Rotation,
         dedup: Option<Duration>,
+        syslog: Option<syslog::SyslogConfig>,
     ) -> Result<Self, EventLogError> {
         let error = |source| EventLogError {
             path: path.display().to_string(),
@@ -145,6 +147,9 @@ impl EventLog {
             bytes,
             since: Instant::now(),
             dedup: dedup.map(dedup::Dedup::new),
+            syslog: syslog.map(|config| syslog::Syslog::new(config, &device.hostname)),
+            syslog_failed: 0,
+            syslog_reported: None,
             device,
             counters: counters.clone(),
             path: path.to_owned(),
@@ -206,6 +211,11 @@ struct Writer {
     rotation: Rotation,
     /// Open de-duplication windows, when `events.dedup_window_s` is set.
     dedup: Option<dedup::Dedup>,
+    /// The syslog collector every event also goes to, if one is configured.
+    syslog: Option<syslog::Syslog>,
+    /// Events the collector did not get, and when that was last logged.
+    syslog_failed: u64,
+    syslog_reported: Option<Instant>,
     /// Bytes in the active file, and since when it has been written.
     bytes: u64,
     since: Instant,
@@ -284,9 +294,29 @@ impl Writer {
             }
             Err(error) => self.fail(&error, 1),
         }
+        self.send_syslog();
         if self.rotation.max_bytes > 0 && self.bytes >= self.rotation.max_bytes {
             self.flush(pending);
             self.rotate();
+        }
+    }
+
+    /// Sends the line just written to the syslog collector; failures are counted and logged
+    /// at most once a minute.
+    fn send_syslog(&mut self) {
+        let Some(syslog) = &mut self.syslog else {
+            return;
+        };
+        let Err(error) = syslog.send(&self.line) else {
+            return;
+        };
+        self.syslog_failed += 1;
+        let due = self
+            .syslog_reported
+            .is_none_or(|last| last.elapsed() >= REPORT_EVERY);
+        if due {
+            self.syslog_reported = Some(Instant::now());
+            tracing::warn!(%error, failed_total = self.syslog_failed, "events not sent to syslog");
         }
     }
 
@@ -392,7 +422,7 @@ mod tests {
     use super::*;
 
     fn log_events(path: &Path, count: usize) -> Arc<EventCounters> {
-        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER, None).unwrap();
+        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER, None, None).unwrap();
         let sink = log.sink();
         (0..count).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let counters = sink.counters.clone();
@@ -420,7 +450,7 @@ mod tests {
             max_age: None,
             keep: 2,
         };
-        let log = EventLog::open(&path, 10_000, device(), rotation, None).unwrap();
+        let log = EventLog::open(&path, 10_000, device(), rotation, None, None).unwrap();
         let sink = log.sink();
         for round in 0..5 {
             (0..40).for_each(|_| sink.emit(event(Outcome::Blocked)));
@@ -462,6 +492,7 @@ mod tests {
             1,
             device(),
             Rotation::NEVER,
+            None,
             None,
         )
         .unwrap();

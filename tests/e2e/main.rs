@@ -11,5 +11,6 @@ mod http_feed;
 mod malformed;
 mod policy_reload;
 mod reload;
+mod syslog;
 mod upstream;
 mod zone_transfer;
