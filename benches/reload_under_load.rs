@@ -311,19 +311,6 @@ fn nxdomain(query: &[u8]) -> Option<Vec<u8>> {
 
 /// VmRSS and VmHWM of a process, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let memory = sinkhole::memory::Memory::of_process(pid);
+    (memory.rss_mib, memory.peak_mib)
 }

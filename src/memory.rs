@@ -9,7 +9,16 @@ pub struct Memory {
 
 impl Memory {
     pub fn read() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Self::of_file("/proc/self/status")
+    }
+
+    /// Another process's, for a harness that runs sinkhole.
+    pub fn of_process(pid: u32) -> Self {
+        Self::of_file(&format!("/proc/{pid}/status"))
+    }
+
+    fn of_file(path: &str) -> Self {
+        let status = std::fs::read_to_string(path).unwrap_or_default();
         let field = |key: &str| {
             status
                 .lines()

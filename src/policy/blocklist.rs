@@ -22,15 +22,6 @@ pub struct IocMetadata {
     pub first_seen: Option<String>,
 }
 
-/// Entries of a list, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ListCounts {
-    pub names: usize,
-    pub exceptions: usize,
-    pub response_ips: usize,
-    pub client_ips: usize,
-}
-
 /// A loaded blocklist and how it answers.
 #[derive(Debug)]
 pub struct Blocklist {
@@ -47,7 +38,6 @@ pub struct Blocklist {
     /// Its name triggers and exceptions, kept for `sinkhole check`.
     pub names: NameTriggers,
     pub exceptions: NameTriggers,
-    pub counts: ListCounts,
     /// The Extended DNS Error text of its blocked answers.
     pub blocked_text: String,
     /// The version of the policy this list belongs to, for events.
@@ -76,12 +66,6 @@ impl Blocklist {
             rules: parsed.rules.clone(),
             names: parsed.block.clone(),
             exceptions: parsed.allow.clone(),
-            counts: ListCounts {
-                names: parsed.block.len(),
-                exceptions: parsed.allow.len(),
-                response_ips: parsed.response_ips.len(),
-                client_ips: parsed.client_ips.len(),
-            },
             blocked_text: format!("blocked by list {}", list.name),
             policy_version: version,
         }

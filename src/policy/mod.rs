@@ -20,7 +20,7 @@ pub mod listing;
 pub mod networks;
 
 pub use blocklist::{
-    BlockMatch, Blocklist, IocMetadata, ListCounts, MatchRecord, Response, Trigger, TriggerKind,
+    BlockMatch, Blocklist, IocMetadata, MatchRecord, Response, Trigger, TriggerKind,
 };
 pub use conflicts::Conflict;
 
@@ -41,7 +41,6 @@ use networks::NetworkIndex;
 pub struct Allowlist {
     pub name: String,
     pub path: PathBuf,
-    pub entries: usize,
     /// Every name it protects, kept for `sinkhole check`.
     pub names: Vec<NameTriggers>,
 }
@@ -162,7 +161,6 @@ impl Policy {
             .map(|(list, loaded)| Allowlist {
                 name: list.name.clone(),
                 path: loaded.path.clone(),
-                entries: loaded.parsed.block.len() + loaded.parsed.allow.len(),
                 names: vec![loaded.parsed.block.clone(), loaded.parsed.allow.clone()],
             })
             .collect();

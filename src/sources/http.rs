@@ -11,23 +11,13 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{SourceErrors, replace};
+use super::{SourceErrors, beside, replace, run_each};
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Remote};
-
-/// Counts of one source's downloads, for the log and the heartbeat.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub updated: AtomicU64,
-    pub unchanged: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 /// One downloaded list.
 #[derive(Debug, Clone)]
@@ -37,7 +27,6 @@ pub struct Source {
     /// Where the last good download is kept.
     pub path: PathBuf,
     pub options: ListOptions,
-    pub counters: Arc<Counters>,
     pub errors: SourceErrors,
 }
 
@@ -52,7 +41,6 @@ impl Source {
                     remote: spec.remote.clone()?,
                     path: spec.path.clone(),
                     options: spec.options.clone(),
-                    counters: Arc::default(),
                     errors: errors.clone(),
                 })
             })
@@ -71,33 +59,29 @@ pub enum Fetched {
 
 /// Downloads every source at once, then each at its own interval, until `shutdown`.
 pub async fn run(sources: Vec<Source>, shutdown: CancellationToken) {
-    let tasks: Vec<_> = sources
-        .into_iter()
-        .map(|source| tokio::spawn(keep_fresh(source, shutdown.clone())))
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
+    run_each(sources, |source| keep_fresh(source, shutdown.clone())).await;
 }
 
 async fn keep_fresh(source: Source, shutdown: CancellationToken) {
+    // Failed downloads in a row, for the log.
+    let mut failed = 0u64;
     loop {
         let job = source.clone();
         let fetched = tokio::task::spawn_blocking(move || fetch(&job)).await;
-        let counters = &source.counters;
+        if matches!(fetched, Ok(Ok(_))) {
+            failed = 0;
+        }
         match fetched {
             Ok(Ok(Fetched::Updated { entries, bytes })) => {
-                counters.updated.fetch_add(1, Ordering::Relaxed);
                 source.errors.succeeded(&source.name);
                 tracing::info!(list = %source.name, url = %source.remote.url, entries, bytes, "list downloaded");
             }
             Ok(Ok(Fetched::Unchanged)) => {
-                counters.unchanged.fetch_add(1, Ordering::Relaxed);
                 source.errors.succeeded(&source.name);
                 tracing::debug!(list = %source.name, url = %source.remote.url, "list not modified");
             }
             Ok(Err(error)) => {
-                let failed = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                failed += 1;
                 source
                     .errors
                     .failed(&source.name, &format!("download: {error}"));
@@ -121,9 +105,7 @@ struct Validators {
 
 /// The file beside a list that keeps its download's validators.
 fn validators_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".download.json");
-    path.with_file_name(name)
+    beside(path, ".download.json")
 }
 
 /// Downloads a source once; see the module documentation.

@@ -35,12 +35,32 @@ impl SourceErrors {
     }
 }
 
+/// Runs `task` for every source at once until each returns (at shutdown).
+pub async fn run_each<S, F>(sources: Vec<S>, task: impl Fn(S) -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = sources
+        .into_iter()
+        .map(|source| tokio::spawn(task(source)))
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// The file beside `path` whose name is `path`'s with `suffix` added: where a source keeps
+/// what it knows about the copy, and where it writes a new copy before the rename.
+fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 /// Writes `bytes` to a new file beside `path` and renames it over `path`, so a reader sees
 /// the old file or the new one, never half of one.
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
-    let temp = path.with_file_name(name);
+    let temp = beside(path, ".part");
     let failed = |error: std::io::Error| format!("{}: {error}", path.display());
     std::fs::write(&temp, bytes).map_err(failed)?;
     std::fs::rename(&temp, path).map_err(failed)

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::tsig::{Session, TsigKey};
-use super::{SourceErrors, replace};
+use super::{SourceErrors, beside, replace, run_each};
 use crate::lists::{self, ListOptions};
 use crate::reload::{ListSpec, Transfer};
 
@@ -138,13 +138,7 @@ impl NotifyRouter {
 
 /// Keeps every zone fresh until `shutdown`.
 pub async fn run(sources: Vec<ZoneSource>, shutdown: CancellationToken) {
-    let tasks: Vec<_> = sources
-        .into_iter()
-        .map(|source| tokio::spawn(keep_fresh(source, shutdown.clone())))
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
+    run_each(sources, |source| keep_fresh(source, shutdown.clone())).await;
 }
 
 async fn keep_fresh(source: ZoneSource, shutdown: CancellationToken) {
@@ -189,9 +183,7 @@ struct Stored {
 }
 
 fn stored_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".transfer.json");
-    path.with_file_name(name)
+    beside(path, ".transfer.json")
 }
 
 /// Checks the serial and transfers the zone when it changed; returns the new serial, or

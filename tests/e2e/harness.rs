@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -243,6 +243,25 @@ impl Sinkhole {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether `name` gets the default sinkhole answer (A 0.0.0.0).
+    pub async fn blocked(&self, name: &str) -> bool {
+        let answer = self.udp(name, RecordType::A).await;
+        matches!(answer.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.0.is_unspecified())
+    }
+
+    /// Polls until `name` is blocked (or not); returns how long it took. Fails after 8 s.
+    pub async fn until_blocked(&self, name: &str, want: bool) -> Duration {
+        let started = Instant::now();
+        while self.blocked(name).await != want {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "{name} never became {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        started.elapsed()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status code.

@@ -6,9 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::{RData, RecordType};
-
-use crate::harness::{REMUS, Setup, Sinkhole};
+use crate::harness::{REMUS, Setup};
 use crate::upstream::Upstream;
 
 /// How the feed server answers.
@@ -124,22 +122,6 @@ fn answer(stream: TcpStream, feed: &Mutex<Feed>) {
     let _ = stream.write_all(body.as_bytes());
 }
 
-async fn blocked(sinkhole: &Sinkhole, name: &str) -> bool {
-    let answer = sinkhole.udp(name, RecordType::A).await;
-    matches!(answer.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.0.is_unspecified())
-}
-
-async fn until(sinkhole: &Sinkhole, name: &str, want: bool) {
-    let started = Instant::now();
-    while blocked(sinkhole, name).await != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{name} never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn config(url: &str) -> String {
     format!(
         "[events]\nheartbeat_interval_s = 1\n\n[[blocklist]]\nname = \"feed\"\npath = \"feed.txt\"\nurl = \"{url}\"\nrefresh = \"1s\"\nfetch_timeout_ms = 500\nmax_bytes = 4096\n"
@@ -154,7 +136,7 @@ async fn a_downloaded_list_is_enforced_refreshed_and_kept_through_bad_answers() 
     let sinkhole = setup.start();
 
     // Not on disk yet: downloaded, stored and enforced.
-    until(&sinkhole, "posdteu.shop", true).await;
+    sinkhole.until_blocked("posdteu.shop", true).await;
     let stored = std::fs::read_to_string(sinkhole.setup.path("feed.txt")).unwrap();
     assert_eq!(stored, REMUS);
 
@@ -173,8 +155,8 @@ async fn a_downloaded_list_is_enforced_refreshed_and_kept_through_bad_answers() 
 
     // A new version is picked up.
     feed.publish("fresh-c2.test\n", "\"v2\"");
-    until(&sinkhole, "fresh-c2.test", true).await;
-    until(&sinkhole, "posdteu.shop", false).await;
+    sinkhole.until_blocked("fresh-c2.test", true).await;
+    sinkhole.until_blocked("posdteu.shop", false).await;
 
     // Failures of every kind keep the last good copy.
     for (mode, reason) in [
@@ -190,8 +172,8 @@ async fn a_downloaded_list_is_enforced_refreshed_and_kept_through_bad_answers() 
         feed.set(mode);
         sinkhole.wait_for_nth_log("download failed", failures + 2);
         sinkhole.wait_for_log(reason);
-        assert!(blocked(&sinkhole, "fresh-c2.test").await, "{mode:?}");
-        assert!(!blocked(&sinkhole, "other-c2.test").await, "{mode:?}");
+        assert!(sinkhole.blocked("fresh-c2.test").await, "{mode:?}");
+        assert!(!sinkhole.blocked("other-c2.test").await, "{mode:?}");
     }
     let stored = std::fs::read_to_string(sinkhole.setup.path("feed.txt")).unwrap();
     assert_eq!(stored, "fresh-c2.test\n");
@@ -203,14 +185,14 @@ async fn a_restart_with_the_feed_down_enforces_the_last_good_copy() {
     let feed = FeedServer::start(REMUS);
     let setup = Setup::bare(vec![upstream.addr], &config(&feed.url()));
     let mut sinkhole = setup.start();
-    until(&sinkhole, "mathlah.com", true).await;
+    sinkhole.until_blocked("mathlah.com", true).await;
 
     // The feed goes down: every request fails from now on.
     feed.set(Mode::ServerError);
     sinkhole.restart();
-    assert!(blocked(&sinkhole, "mathlah.com").await, "enforced at once");
+    assert!(sinkhole.blocked("mathlah.com").await, "enforced at once");
     sinkhole.wait_for_log("download failed; the last good copy stays in force");
-    assert!(blocked(&sinkhole, "mathlah.com").await);
+    assert!(sinkhole.blocked("mathlah.com").await);
 
     // Heartbeats show the feed failing, and the age of the copy in force.
     let started = Instant::now();

@@ -3,49 +3,29 @@
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{REMUS, Setup, Sinkhole};
+use crate::harness::{REMUS, Setup};
 use crate::upstream::Upstream;
-
-async fn blocked(sinkhole: &Sinkhole, name: &str) -> bool {
-    let answer = sinkhole.udp(name, RecordType::A).await;
-    matches!(answer.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.0.is_unspecified())
-}
-
-/// Polls until `name` is blocked (or not); returns how long it took.
-async fn until(sinkhole: &Sinkhole, name: &str, want: bool) -> Duration {
-    let started = Instant::now();
-    loop {
-        if blocked(sinkhole, name).await == want {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{name} never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edited_list_applies_within_a_second() {
     let upstream = Upstream::start().await;
     let sinkhole = Setup::standard(upstream.addr).start();
-    assert!(!blocked(&sinkhole, "fresh-c2.test").await);
+    assert!(!sinkhole.blocked("fresh-c2.test").await);
 
     // Rename over the old file, as editors and feed downloaders do.
     sinkhole
         .setup
         .replace("remus.txt", &format!("{REMUS}fresh-c2.test\n"));
-    let took = until(&sinkhole, "fresh-c2.test", true).await;
+    let took = sinkhole.until_blocked("fresh-c2.test", true).await;
     assert!(took < Duration::from_secs(1), "applied after {took:?}");
-    assert!(blocked(&sinkhole, "posdteu.shop").await);
+    assert!(sinkhole.blocked("posdteu.shop").await);
 
     // Writing in place works too, and removing a name unblocks it.
     sinkhole.setup.write("remus.txt", "mathlah.com\n");
-    until(&sinkhole, "posdteu.shop", false).await;
-    assert!(blocked(&sinkhole, "mathlah.com").await);
+    sinkhole.until_blocked("posdteu.shop", false).await;
+    assert!(sinkhole.blocked("mathlah.com").await);
     sinkhole.wait_for_log("policy published");
 }
 
@@ -57,7 +37,7 @@ async fn deleted_or_broken_list_keeps_its_last_good_version() {
     std::fs::remove_file(sinkhole.setup.path("remus.txt")).unwrap();
     sinkhole.wait_for_log("the previous policy stays in force");
     assert!(
-        blocked(&sinkhole, "posdteu.shop").await,
+        sinkhole.blocked("posdteu.shop").await,
         "deleted list still enforced"
     );
 
@@ -66,14 +46,14 @@ async fn deleted_or_broken_list_keeps_its_last_good_version() {
         .replace("remus.txt", "not a domain list\n### \u{0}bad\n");
     sinkhole.wait_for_nth_log("the previous policy stays in force", 2);
     assert!(
-        blocked(&sinkhole, "posdteu.shop").await,
+        sinkhole.blocked("posdteu.shop").await,
         "broken list still enforced"
     );
 
     // Re-created: the new content applies.
     sinkhole.setup.replace("remus.txt", "onesevenapps.com\n");
-    until(&sinkhole, "posdteu.shop", false).await;
-    assert!(blocked(&sinkhole, "onesevenapps.com").await);
+    sinkhole.until_blocked("posdteu.shop", false).await;
+    assert!(sinkhole.blocked("onesevenapps.com").await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,7 +110,7 @@ async fn emptied_list_does_not_replace_a_good_one() {
     sinkhole.setup.replace("remus.txt", "");
     sinkhole.wait_for_log("empty list would replace 4 entries");
     assert!(
-        blocked(&sinkhole, "posdteu.shop").await,
+        sinkhole.blocked("posdteu.shop").await,
         "truncated feed still enforced"
     );
 }
