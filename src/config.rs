@@ -215,6 +215,9 @@ pub struct EventsConfig {
     pub dedup_window_s: u64,
     /// `[events.syslog]`: also send every event to a syslog collector.
     pub syslog: Option<crate::events::syslog::SyslogConfig>,
+    /// `[events.logs_ingestion]`: also send every event to Azure Monitor's Logs Ingestion
+    /// API.
+    pub logs_ingestion: Option<crate::events::ingestion::IngestionConfig>,
 }
 
 /// `[events] queries`: which queries get an event.
@@ -242,6 +245,7 @@ impl Default for EventsConfig {
             queries: QueryLog::Blocked,
             dedup_window_s: 0,
             syslog: None,
+            logs_ingestion: None,
         }
     }
 }
@@ -556,10 +560,23 @@ impl Config {
         if self.events.queue == 0 {
             return Err(self.invalid("events.queue", "must be more than 0"));
         }
+        if let Some((key, reason)) = self
+            .events
+            .logs_ingestion
+            .as_ref()
+            .and_then(|ingestion| ingestion.problem())
+        {
+            return Err(self.invalid(format!("events.logs_ingestion.{key}"), reason));
+        }
         if self.server.threads == Some(0) {
             return Err(self.invalid("server.threads", "must be more than 0"));
         }
         self.check_names()?;
+        if let Some(syslog) = &self.events.syslog {
+            syslog.check(|path| self.resolve(path)).map_err(|error| {
+                self.invalid(format!("events.syslog.{}", error.key), error.reason)
+            })?;
+        }
         for (index, list) in self.allowlists.iter().enumerate() {
             let key = format!("allowlist[{index}] ({}).url", list.name);
             check_url(list.url.as_deref()).map_err(|why| self.invalid(key, why))?;

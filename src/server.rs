@@ -2,7 +2,7 @@
 //! them down in order.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::events::{Device, EventLog, EventLogError, Rotation};
+use crate::events::ingestion::{Credentials, Ingestion, IngestionConfig, IngestionError};
+use crate::events::{Device, EventLog, EventLogError, Rotation, Sinks};
 use crate::handler::Handler;
 use crate::listener::{self, BoundPair, tcp::TcpLimits};
 use crate::lists::LoadedList;
@@ -29,6 +30,8 @@ pub enum ServeError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     EventLog(#[from] EventLogError),
+    #[error(transparent)]
+    Ingestion(#[from] IngestionError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,17 +78,15 @@ impl Server {
                 .then(|| Duration::from_secs(config.events.rotate_age_s)),
             keep: config.events.keep,
         };
-        let dedup = (config.events.dedup_window_s > 0)
-            .then(|| Duration::from_secs(config.events.dedup_window_s));
-        let syslog = config.events.syslog.clone();
-        let events = EventLog::open(
-            &events_path,
-            config.events.queue,
-            device,
+        let sinks = Sinks {
             rotation,
-            dedup,
-            syslog,
-        )?;
+            dedup: (config.events.dedup_window_s > 0)
+                .then(|| Duration::from_secs(config.events.dedup_window_s)),
+            syslog: (config.events.syslog.as_ref())
+                .map(|syslog| syslog.resolved(|path| config.resolve(path))),
+            ingestion: start_ingestion(&config, &events_path)?,
+        };
+        let events = EventLog::open(&events_path, config.events.queue, device, sinks)?;
         tracing::info!(path = %events_path.display(), queue = config.events.queue, "event log open");
 
         let cache = AnswerCache::new(CacheLimits {
@@ -180,4 +181,31 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<BoundPair>, ServeError
         pairs.push(pair);
     }
     Ok(pairs)
+}
+
+/// `[events.logs_ingestion]` with its paths resolved against the config file, and the
+/// credentials it names; `None` when the sink is not configured.
+pub fn ingestion_settings(
+    config: &Config,
+) -> Result<Option<(IngestionConfig, Credentials)>, IngestionError> {
+    let Some(settings) = &config.events.logs_ingestion else {
+        return Ok(None);
+    };
+    let mut settings = settings.clone();
+    settings.client_secret_file = settings
+        .client_secret_file
+        .map(|path| config.resolve(&path));
+    settings.spool = settings.spool.map(|path| config.resolve(&path));
+    let credentials = Credentials::resolve(&settings, |name| std::env::var(name).ok())?;
+    Ok(Some((settings, credentials)))
+}
+
+/// Starts the Logs Ingestion sink when it is configured: its credentials must be there and
+/// its spool writable, or sinkhole does not start.
+fn start_ingestion(config: &Config, events: &Path) -> Result<Option<Ingestion>, IngestionError> {
+    let Some((settings, credentials)) = ingestion_settings(config)? else {
+        return Ok(None);
+    };
+    let spool = settings.spool_dir(events);
+    Ingestion::start(&settings, &spool, credentials).map(Some)
 }

@@ -205,6 +205,9 @@ fn serve(
         let listen = config.server.listen.clone();
         let server = Server::new(source, config, lists, missing).map_err(|error| match error {
             ServeError::Upstream(_) => Failure::config(error),
+            ServeError::Ingestion(ref ingestion) if !ingestion.is_runtime() => {
+                Failure::config(error)
+            }
             _ => Failure::runtime(error),
         })?;
         let sockets = server::bind_all(&listen).await.map_err(Failure::runtime)?;

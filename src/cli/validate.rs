@@ -25,6 +25,17 @@ pub fn run(path: &Path) -> Result<ExitCode, Failure> {
     let took = started.elapsed();
 
     say!("{}: config ok", path.display());
+    if let Some((settings, credentials)) =
+        crate::server::ingestion_settings(&config).map_err(Failure::config)?
+    {
+        say!(
+            "logs ingestion: {} (tenant {}, client {}, secret {})",
+            settings.url(),
+            credentials.tenant_id,
+            credentials.client_id,
+            credentials.secret
+        );
+    }
     let specs = list_specs(&config, SystemTime::now());
     let mut invalid = 0;
     for (spec, list) in specs.iter().zip(&lists) {

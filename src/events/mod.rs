@@ -6,8 +6,13 @@
 //! drains the queue, writes one line per event, flushes, and reports drops and write failures
 //! at most once a minute. A write failure (a full disk, say) loses the events of that write and
 //! is counted; the writer keeps going with the next event.
+//!
+//! Besides the file, every event may also go to a syslog collector ([`syslog`]) and to the
+//! Logs Ingestion API ([`ingestion`], through an on-disk spool and a thread of its own). What
+//! each sink delivered and lost is in [`EventSink::report`], which heartbeats carry.
 
 pub mod dedup;
+pub mod ingestion;
 pub mod record;
 pub mod rotate;
 pub mod syslog;
@@ -42,6 +47,41 @@ pub struct EventCounters {
     pub dropped: AtomicU64,
     /// Lost because the file could not be written.
     pub failed: AtomicU64,
+    /// Sent to the syslog collector, and not sent (collector unreachable).
+    pub syslog_sent: AtomicU64,
+    pub syslog_failed: AtomicU64,
+}
+
+/// Per sink, what it delivered and lost so far; heartbeats carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    /// Dropped before any sink saw them: the queue was full.
+    pub queue_dropped: u64,
+    pub file_written: u64,
+    pub file_failed: u64,
+    /// `(sent, failed)`, when a syslog collector is configured.
+    pub syslog: Option<(u64, u64)>,
+    pub logs_ingestion: Option<IngestionReport>,
+}
+
+/// The Logs Ingestion sink's part of a [`SinkReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestionReport {
+    pub sent: u64,
+    pub dropped: u64,
+    pub backlog_bytes: u64,
+    pub backlog_batches: u64,
+    pub last_error: Option<String>,
+}
+
+/// The sinks beside the file, and what the writer does before them.
+#[derive(Default)]
+pub struct Sinks {
+    pub rotation: Rotation,
+    /// The de-duplication window, when `events.dedup_window_s` is set.
+    pub dedup: Option<Duration>,
+    pub syslog: Option<syslog::SyslogConfig>,
+    pub ingestion: Option<ingestion::Ingestion>,
 }
 
 /// Any event the log writes.
@@ -90,12 +130,35 @@ enum Message {
 pub struct EventSink {
     queue: SyncSender<Message>,
     counters: Arc<EventCounters>,
+    syslog: bool,
+    ingestion: Option<Arc<ingestion::IngestionCounters>>,
 }
 
 impl EventSink {
     /// Events lost so far: dropped from a full queue, or not written.
     pub fn lost(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed) + self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// What each sink delivered and lost so far.
+    pub fn report(&self) -> SinkReport {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &self.counters;
+        SinkReport {
+            queue_dropped: load(&counters.dropped),
+            file_written: load(&counters.written),
+            file_failed: load(&counters.failed),
+            syslog: self
+                .syslog
+                .then(|| (load(&counters.syslog_sent), load(&counters.syslog_failed))),
+            logs_ingestion: self.ingestion.as_ref().map(|ingestion| IngestionReport {
+                sent: load(&ingestion.sent),
+                dropped: load(&ingestion.dropped),
+                backlog_bytes: load(&ingestion.backlog_bytes),
+                backlog_batches: load(&ingestion.backlog_batches),
+                last_error: ingestion.last_error(),
+            }),
+        }
     }
 
     /// Queues an event without waiting; a full queue drops it and counts the drop.
@@ -121,9 +184,7 @@ impl EventLog {
         path: &Path,
         queue: usize,
         device: Device,
-        rotation: Rotation,
-        dedup: Option<Duration>,
-        syslog: Option<syslog::SyslogConfig>,
+        sinks: Sinks,
     ) -> Result<Self, EventLogError> {
         let error = |source| EventLogError {
             path: path.display().to_string(),
@@ -141,6 +202,18 @@ impl EventLog {
         let bytes = file.metadata().map_or(0, |metadata| metadata.len());
         let (sender, receiver) = mpsc::sync_channel(queue);
         let counters = Arc::new(EventCounters::default());
+        let Sinks {
+            rotation,
+            dedup,
+            syslog,
+            ingestion,
+        } = sinks;
+        let sink = EventSink {
+            queue: sender,
+            counters: counters.clone(),
+            syslog: syslog.is_some(),
+            ingestion: ingestion.as_ref().map(ingestion::Ingestion::counters),
+        };
         let writer = Writer {
             out: BufWriter::with_capacity(64 * 1024, file),
             rotation,
@@ -148,8 +221,8 @@ impl EventLog {
             since: Instant::now(),
             dedup: dedup.map(dedup::Dedup::new),
             syslog: syslog.map(|config| syslog::Syslog::new(config, &device.hostname)),
-            syslog_failed: 0,
             syslog_reported: None,
+            ingestion,
             device,
             counters: counters.clone(),
             path: path.to_owned(),
@@ -163,10 +236,6 @@ impl EventLog {
             .spawn(move || writer.run(receiver))
             .map_err(error)?;
 
-        let sink = EventSink {
-            queue: sender,
-            counters,
-        };
         Ok(Self {
             sink,
             thread: Some(thread),
@@ -213,9 +282,10 @@ struct Writer {
     dedup: Option<dedup::Dedup>,
     /// The syslog collector every event also goes to, if one is configured.
     syslog: Option<syslog::Syslog>,
-    /// Events the collector did not get, and when that was last logged.
-    syslog_failed: u64,
+    /// When a failed syslog send was last logged.
     syslog_reported: Option<Instant>,
+    /// The Logs Ingestion sink's spool, if one is configured.
+    ingestion: Option<ingestion::Ingestion>,
     /// Bytes in the active file, and since when it has been written.
     bytes: u64,
     since: Instant,
@@ -244,6 +314,9 @@ impl Writer {
                     Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
                         self.write_summaries(true, &mut pending);
                         self.flush(&mut pending);
+                        if let Some(ingestion) = self.ingestion.take() {
+                            ingestion.finish();
+                        }
                         return;
                     }
                     Err(TryRecvError::Empty) => break,
@@ -251,6 +324,9 @@ impl Writer {
             }
             self.write_summaries(false, &mut pending);
             self.flush(&mut pending);
+            if let Some(ingestion) = &mut self.ingestion {
+                ingestion.tick();
+            }
             if self.rotation.due(self.bytes, self.since) {
                 self.rotate();
             }
@@ -295,6 +371,9 @@ impl Writer {
             Err(error) => self.fail(&error, 1),
         }
         self.send_syslog();
+        if let Some(ingestion) = &mut self.ingestion {
+            ingestion.append(&self.line);
+        }
         if self.rotation.max_bytes > 0 && self.bytes >= self.rotation.max_bytes {
             self.flush(pending);
             self.rotate();
@@ -308,15 +387,16 @@ impl Writer {
             return;
         };
         let Err(error) = syslog.send(&self.line) else {
+            self.counters.syslog_sent.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        self.syslog_failed += 1;
+        let failed = self.counters.syslog_failed.fetch_add(1, Ordering::Relaxed) + 1;
         let due = self
             .syslog_reported
             .is_none_or(|last| last.elapsed() >= REPORT_EVERY);
         if due {
             self.syslog_reported = Some(Instant::now());
-            tracing::warn!(%error, failed_total = self.syslog_failed, "events not sent to syslog");
+            tracing::warn!(%error, failed_total = failed, "events not sent to syslog");
         }
     }
 
@@ -422,7 +502,7 @@ mod tests {
     use super::*;
 
     fn log_events(path: &Path, count: usize) -> Arc<EventCounters> {
-        let log = EventLog::open(path, 16 * count, device(), Rotation::NEVER, None, None).unwrap();
+        let log = EventLog::open(path, 16 * count, device(), Sinks::default()).unwrap();
         let sink = log.sink();
         (0..count).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let counters = sink.counters.clone();
@@ -450,7 +530,11 @@ mod tests {
             max_age: None,
             keep: 2,
         };
-        let log = EventLog::open(&path, 10_000, device(), rotation, None, None).unwrap();
+        let sinks = Sinks {
+            rotation,
+            ..Sinks::default()
+        };
+        let log = EventLog::open(&path, 10_000, device(), sinks).unwrap();
         let sink = log.sink();
         for round in 0..5 {
             (0..40).for_each(|_| sink.emit(event(Outcome::Blocked)));
@@ -487,15 +571,8 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(
-            &dir.path().join("e.ndjson"),
-            1,
-            device(),
-            Rotation::NEVER,
-            None,
-            None,
-        )
-        .unwrap();
+        let log =
+            EventLog::open(&dir.path().join("e.ndjson"), 1, device(), Sinks::default()).unwrap();
         let sink = log.sink();
         (0..10_000).for_each(|_| sink.emit(event(Outcome::Blocked)));
         let dropped = sink.counters.dropped.load(Ordering::Relaxed);

@@ -310,6 +310,8 @@ pub struct PolicyEvent {
     pub restart_needed: Vec<String>,
     /// Events dropped or lost so far (heartbeats).
     pub events_dropped: Option<u64>,
+    /// What each event sink delivered and lost (heartbeats).
+    pub sinks: Option<super::SinkReport>,
 }
 
 impl PolicyEvent {
@@ -337,6 +339,11 @@ impl PolicyEvent {
         if let Some(dropped) = self.events_dropped {
             additional.number("events_dropped", dropped);
         }
+        if let Some(sinks) = &self.sinks {
+            let mut object = additional.object("sinks");
+            write_sinks(&mut object, sinks);
+            object.close();
+        }
         additional.texts("errors", &self.errors);
         additional.texts("restart_needed", &self.restart_needed);
         let mut lists = additional.array("lists");
@@ -348,6 +355,34 @@ impl PolicyEvent {
         lists.close();
         additional.close();
         json.close();
+    }
+}
+
+/// `sinks`: per sink, what it delivered and lost; only the sinks that are configured.
+fn write_sinks(json: &mut JsonObject<'_>, sinks: &super::SinkReport) {
+    let mut queue = json.object("queue");
+    queue.number("dropped", sinks.queue_dropped);
+    queue.close();
+    let mut file = json.object("file");
+    file.number("written", sinks.file_written);
+    file.number("failed", sinks.file_failed);
+    file.close();
+    if let Some((sent, failed)) = sinks.syslog {
+        let mut syslog = json.object("syslog");
+        syslog.number("sent", sent);
+        syslog.number("failed", failed);
+        syslog.close();
+    }
+    if let Some(ingestion) = &sinks.logs_ingestion {
+        let mut api = json.object("logs_ingestion");
+        api.number("sent", ingestion.sent);
+        api.number("dropped", ingestion.dropped);
+        api.number("backlog_bytes", ingestion.backlog_bytes);
+        api.number("backlog_batches", ingestion.backlog_batches);
+        if let Some(error) = &ingestion.last_error {
+            api.text("last_error", error);
+        }
+        api.close();
     }
 }
 
@@ -862,6 +897,7 @@ pub(crate) mod tests {
             errors: vec!["remus.txt:3: bad \"name\"".into()],
             restart_needed: vec!["upstream.servers".into()],
             events_dropped: None,
+            sinks: None,
         };
         let mut line = String::new();
         event.write_json(&device(), &mut line);
@@ -978,6 +1014,19 @@ mod sentinel_content {
             errors: vec!["e".into()],
             restart_needed: vec!["k".into()],
             events_dropped: Some(0),
+            sinks: Some(super::super::SinkReport {
+                queue_dropped: 2,
+                file_written: 40,
+                file_failed: 1,
+                syslog: None,
+                logs_ingestion: Some(super::super::IngestionReport {
+                    sent: 30,
+                    dropped: 3,
+                    backlog_bytes: 4096,
+                    backlog_batches: 1,
+                    last_error: Some("HTTP 503".to_owned()),
+                }),
+            }),
         };
         let mut line = String::new();
         policy.write_json(&device(), &mut line);
@@ -1212,5 +1261,55 @@ mod sentinel_content {
             &list_keys,
             "t",
         );
+    }
+
+    #[test]
+    fn heartbeats_report_each_configured_sink() {
+        let sinks = super::super::SinkReport {
+            queue_dropped: 2,
+            file_written: 40,
+            file_failed: 1,
+            syslog: Some((39, 1)),
+            logs_ingestion: Some(super::super::IngestionReport {
+                sent: 30,
+                dropped: 3,
+                backlog_bytes: 4096,
+                backlog_batches: 1,
+                last_error: Some("HTTP 503".to_owned()),
+            }),
+        };
+        let mut beat = crate::reload::report::heartbeat(3, Vec::new());
+        beat.sinks = Some(sinks.clone());
+        let json: serde_json::Value = serde_json::from_str(&beat_json(&beat)).unwrap();
+        let reported = &json["AdditionalFields"]["sinks"];
+        assert_eq!(reported["queue"]["dropped"], 2);
+        assert_eq!(
+            reported["file"],
+            serde_json::json!({"written": 40, "failed": 1})
+        );
+        assert_eq!(
+            reported["syslog"],
+            serde_json::json!({"sent": 39, "failed": 1})
+        );
+        assert_eq!(
+            reported["logs_ingestion"],
+            serde_json::json!({"sent": 30, "dropped": 3, "backlog_bytes": 4096,
+                "backlog_batches": 1, "last_error": "HTTP 503"})
+        );
+
+        beat.sinks = Some(super::super::SinkReport {
+            syslog: None,
+            logs_ingestion: None,
+            ..sinks
+        });
+        let json: serde_json::Value = serde_json::from_str(&beat_json(&beat)).unwrap();
+        let reported = json["AdditionalFields"]["sinks"].as_object().unwrap();
+        assert_eq!(reported.keys().collect::<Vec<_>>(), ["file", "queue"]);
+    }
+
+    fn beat_json(event: &PolicyEvent) -> String {
+        let mut line = String::new();
+        event.write_json(&device(), &mut line);
+        line
     }
 }

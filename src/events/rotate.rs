@@ -21,6 +21,12 @@ pub struct Rotation {
     pub keep: usize,
 }
 
+impl Default for Rotation {
+    fn default() -> Self {
+        Self::NEVER
+    }
+}
+
 impl Rotation {
     pub const NEVER: Self = Self {
         max_bytes: 0,

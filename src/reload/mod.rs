@@ -15,7 +15,7 @@
 //! removed, SHA-256 of each file, duration, errors. A `Heartbeat` event repeats what is in
 //! force at an interval. See [`watch`] for what triggers a reload.
 
-mod report;
+pub mod report;
 mod watch;
 
 pub use watch::watch;
@@ -447,6 +447,7 @@ impl Reloader {
         }
         let mut event = report::heartbeat(self.version, lists);
         event.events_dropped = self.events.as_ref().map(EventSink::lost);
+        event.sinks = self.events.as_ref().map(EventSink::report);
         self.emit(event);
     }
 

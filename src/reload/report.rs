@@ -169,6 +169,7 @@ pub fn event(
         errors,
         restart_needed,
         events_dropped: None,
+        sinks: None,
     }
 }
 
@@ -189,6 +190,7 @@ pub fn heartbeat(version: u64, mut lists: Vec<ListReport>) -> PolicyEvent {
         errors: Vec::new(),
         restart_needed: Vec::new(),
         events_dropped: None,
+        sinks: None,
     }
 }
 

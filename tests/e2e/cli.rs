@@ -67,6 +67,14 @@ fn bad_configs_exit_64_with_one_clear_line() {
             "missing.txt: cannot read list",
         ),
         ("[events]\nqueue = 0\n", "events.queue: must be more than 0"),
+        (
+            "[events.logs_ingestion]\nendpoint = \"ftp://dce\"\ndcr_immutable_id = \"dcr-1\"\n",
+            "events.logs_ingestion.endpoint: must be an https:// URL",
+        ),
+        (
+            "[events.logs_ingestion]\nendpoint = \"https://dce\"\ndcr_immutable_id = \"dcr-1\"\nclient_secret = \"x\"\n",
+            "unknown field `client_secret`",
+        ),
     ];
     for (config, expected) in cases {
         let setup = Setup::bare(Vec::new(), config);
@@ -93,6 +101,51 @@ fn bad_configs_exit_64_with_one_clear_line() {
     let output = sinkhole(&["validate", "--config", "/nonexistent/sinkhole.toml"]);
     assert_eq!(output.status.code(), Some(64));
     assert!(text(&output.stderr).contains("/nonexistent/sinkhole.toml: cannot read config"));
+}
+
+#[test]
+fn logs_ingestion_credentials_are_checked_before_serving() {
+    let config = "[events.logs_ingestion]\nendpoint = \"https://dce.example\"\n\
+                  dcr_immutable_id = \"dcr-1\"\ntenant_id = \"t-1\"\nclient_id = \"c-1\"\n";
+    let setup = Setup::bare(Vec::new(), config);
+    let path = setup.config_path();
+    let serve = ["serve", "--listen", "127.0.0.1:0"];
+    for command in [&["validate"][..], &serve[..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+            .args(command)
+            .args(["--config", path.to_str().unwrap()])
+            .env_remove("AZURE_CLIENT_SECRET")
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "events.logs_ingestion.client_secret_file: not set, nor is AZURE_CLIENT_SECRET"
+            ),
+            "{command:?}: {stderr}"
+        );
+    }
+
+    let setup = Setup::bare(
+        Vec::new(),
+        &format!("{config}client_secret_file = \"secret.txt\"\n"),
+    );
+    setup.write("secret.txt", "do-not-print-me\n");
+    let output = sinkhole(&[
+        "validate",
+        "--config",
+        setup.config_path().to_str().unwrap(),
+    ]);
+    let stdout = succeeded(&output);
+    let secret_file = setup.path("secret.txt");
+    let line = format!(
+        "logs ingestion: https://dce.example/dataCollectionRules/dcr-1/streams/\
+         Custom-SinkholeEvents?api-version=2023-01-01 (tenant t-1, client c-1, secret from {})",
+        secret_file.display()
+    );
+    assert!(stdout.contains(&line), "{stdout}");
+    assert!(!stdout.contains("do-not-print-me"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod feeds;
 mod forwarding;
 mod harness;
 mod http_feed;
+mod ingestion;
 mod malformed;
 mod policy_reload;
 mod reload;

@@ -132,6 +132,10 @@ async fn heartbeats_report_the_lists_in_force() {
     assert_eq!(beat["trigger"], "interval");
     assert_eq!(beat["policy_version"], 1);
     assert_eq!(beat["events_dropped"], 0);
+    let sinks = &beat["sinks"];
+    assert_eq!(sinks["queue"]["dropped"], 0);
+    assert!(sinks["file"]["written"].as_u64().unwrap() >= 2, "{sinks}");
+    assert!(sinks.get("syslog").is_none() && sinks.get("logs_ingestion").is_none());
     let list = &beat["lists"][0];
     assert_eq!(list["entries"], 4);
     assert!(list["age_s"].as_u64().unwrap() < 60);
