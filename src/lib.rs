@@ -16,6 +16,7 @@
 //! - [`reload`]: watching the config and list files and publishing a new policy when they
 //!   change; policy and heartbeat events.
 //! - [`sources`]: downloading lists over HTTP(S) to their files.
+//! - [`tls`]: the CAs and certificates of the TLS connections sinkhole opens.
 //! - [`config`]: the configuration file.
 //! - [`server`] and [`cli`]: wiring, and the command line; [`memory`]: RSS figures.
 
@@ -32,4 +33,5 @@ pub mod reload;
 pub mod server;
 pub mod sinkhole;
 pub mod sources;
+pub mod tls;
 pub mod upstream;

@@ -196,6 +196,8 @@ pub fn ingestion_settings(
         .client_secret_file
         .map(|path| config.resolve(&path));
     settings.spool = settings.spool.map(|path| config.resolve(&path));
+    settings.ca_file = settings.ca_file.map(|path| config.resolve(&path));
+    settings.tls()?;
     let credentials = Credentials::resolve(&settings, |name| std::env::var(name).ok())?;
     Ok(Some((settings, credentials)))
 }

@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use serde::Deserialize;
 
 use super::time::rfc3339_millis;
+use crate::tls;
 
 /// How long connecting, the TLS handshake and each write may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -151,15 +151,12 @@ impl SyslogConfig {
         else {
             return Ok(None);
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| SettingError::new("transport", error.to_string()))?
-            .with_root_certificates(root_store(ca_file)?);
+        let builder = tls::builder(root_store(ca_file)?)
+            .map_err(|reason| SettingError::new("transport", reason))?;
         let config = match (&self.cert_file, &self.key_file) {
             (Some(cert_file), Some(key_file)) => {
-                let chain = read_pem("cert_file", cert_file, parse_certificates)?;
-                let key = read_pem("key_file", key_file, parse_key)?;
+                let chain = read_pem("cert_file", cert_file, tls::parse_certificates)?;
+                let key = read_pem("key_file", key_file, tls::parse_key)?;
                 builder.with_client_auth_cert(chain, key).map_err(|error| {
                     let reason =
                         format!("{}: cannot go with cert_file: {error}", key_file.display());
@@ -191,12 +188,7 @@ impl SyslogConfig {
 /// The trust anchors for the collector's certificate: every certificate in `path`.
 fn root_store(path: &Path) -> Result<RootCertStore, SettingError> {
     let mut roots = RootCertStore::empty();
-    for certificate in read_pem("ca_file", path, parse_certificates)? {
-        roots.add(certificate).map_err(|error| {
-            let reason = format!("{}: not a usable CA certificate: {error}", path.display());
-            SettingError::new("ca_file", reason)
-        })?;
-    }
+    tls::add_ca_file(&mut roots, path).map_err(|reason| SettingError::new("ca_file", reason))?;
     Ok(roots)
 }
 
@@ -206,28 +198,7 @@ fn read_pem<T>(
     path: &Path,
     parse: fn(&[u8]) -> Result<T, String>,
 ) -> Result<T, SettingError> {
-    let reason = |why: String| SettingError::new(key, format!("{}: {why}", path.display()));
-    let text = std::fs::read(path).map_err(|error| reason(format!("cannot read: {error}")))?;
-    parse(&text).map_err(reason)
-}
-
-/// Every certificate in PEM text; there must be one at least.
-fn parse_certificates(text: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates = CertificateDer::pem_slice_iter(text)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("not PEM: {error}"))?;
-    if certificates.is_empty() {
-        return Err("holds no PEM certificate".to_owned());
-    }
-    Ok(certificates)
-}
-
-/// The first private key in PEM text: PKCS #8, PKCS #1 (RSA) or SEC1 (EC).
-fn parse_key(text: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(text).map_err(|error| match error {
-        rustls::pki_types::pem::Error::NoItemsFound => "holds no PEM private key".to_owned(),
-        error => format!("not PEM: {error}"),
-    })
+    tls::read_pem(path, parse).map_err(|reason| SettingError::new(key, reason))
 }
 
 /// What a TLS connection to the collector is made with.

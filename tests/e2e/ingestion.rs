@@ -5,11 +5,16 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
+use rcgen::ExtendedKeyUsagePurpose;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::certs::Authority;
 
 use crate::harness::{Setup, Sinkhole};
 use crate::upstream::Upstream;
@@ -53,25 +58,65 @@ struct Azure {
     problems: Vec<String>,
 }
 
-/// Entra ID's token endpoint and a data collection endpoint, one thread per connection.
+/// Entra ID's token endpoint and a data collection endpoint, one thread per connection,
+/// over plain HTTP or over TLS with a certificate of the test's own CA.
 struct AzureStub {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<Azure>>,
 }
 
 impl AzureStub {
     fn start() -> Self {
+        Self::listen(None)
+    }
+
+    /// Over TLS, with a certificate for 127.0.0.1 that `ca` issued.
+    fn start_tls(ca: &Authority) -> Self {
+        let identity = ca.issue(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+        let chain = CertificateDer::pem_slice_iter(identity.certificate.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::listen(Some(Arc::new(config)))
+    }
+
+    fn listen(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(Azure::default()));
         let shared = state.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let state = shared.clone();
-                std::thread::spawn(move || serve(stream, &state));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &state),
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let mut stream = rustls::StreamOwned::new(connection, stream);
+                        serve(&mut stream, &state);
+                        stream.conn.send_close_notify();
+                        let _ = stream.flush();
+                    }
+                });
             }
         });
-        Self { addr, state }
+        Self {
+            addr,
+            scheme,
+            state,
+        }
     }
 
     fn script(&self, replies: &[Reply], otherwise: Reply) {
@@ -123,12 +168,12 @@ impl AzureStub {
     fn config(&self, extra: &str) -> String {
         format!(
             "[events]\nheartbeat_interval_s = 1\n\n[events.logs_ingestion]\n\
-             endpoint = \"http://{0}\"\nauthority = \"http://{0}/\"\n\
+             endpoint = \"{1}://{0}\"\nauthority = \"{1}://{0}/\"\n\
              dcr_immutable_id = \"{DCR}\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
              client_secret_file = \"azure-secret\"\nflush_interval_ms = 200\ntimeout_ms = 1000\n\
              max_backoff_ms = 2000\n\
              {extra}\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\nfamily = \"Remus\"\n",
-            self.addr
+            self.addr, self.scheme
         )
     }
 }
@@ -149,7 +194,7 @@ impl Request {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
+fn read_request(stream: &mut impl Read) -> Option<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -181,7 +226,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
-fn respond(mut stream: TcpStream, status: u16, headers: &str, body: &str) {
+fn respond(stream: &mut impl Write, status: u16, headers: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         204 => "No Content",
@@ -198,20 +243,20 @@ fn respond(mut stream: TcpStream, status: u16, headers: &str, body: &str) {
     let _ = stream.write_all(body.as_bytes());
 }
 
-fn serve(stream: TcpStream, state: &Mutex<Azure>) {
-    let Some(request) = read_request(&stream) else {
+fn serve<S: Read + Write>(mut stream: S, state: &Mutex<Azure>) {
+    let Some(request) = read_request(&mut stream) else {
         return;
     };
     let token_path = format!("/{TENANT}/oauth2/v2.0/token");
     if request.target == token_path {
-        issue_token(stream, &request, state);
+        issue_token(&mut stream, &request, state);
     } else {
-        upload(stream, &request, state);
+        upload(&mut stream, &request, state);
     }
 }
 
 /// The client-credentials grant: form fields checked, a token `token-N` for an hour.
-fn issue_token(stream: TcpStream, request: &Request, state: &Mutex<Azure>) {
+fn issue_token(stream: &mut impl Write, request: &Request, state: &Mutex<Azure>) {
     let form = String::from_utf8_lossy(&request.body).into_owned();
     let fields: BTreeSet<String> = form.split('&').map(decode_form).collect();
     let want: BTreeSet<String> = [
@@ -258,7 +303,7 @@ fn decode_form(pair: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn upload(stream: TcpStream, request: &Request, state: &Mutex<Azure>) {
+fn upload(stream: &mut impl Write, request: &Request, state: &Mutex<Azure>) {
     let mut problems = check_upload(request, &state.lock().unwrap());
     let events = match decode_body(&request.body) {
         Ok(events) => events,
@@ -556,5 +601,35 @@ async fn a_batch_the_service_refuses_is_dropped_and_logged() {
     assert!(line.contains("HTTP 400: InvalidStream"), "{line}");
     let names = query_many(&sinkhole, "after-", 5).await;
     azure.wait_for_all(&names, Duration::from_secs(10));
+    azure.assert_no_problems();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_private_ca_needs_ca_file() {
+    let upstream = Upstream::start().await;
+    let ca = Authority::new("Proxy inspection CA");
+    let azure = AzureStub::start_tls(&ca);
+
+    // Only the public CAs: the stand-in's certificate is refused, nothing is sent.
+    let mut sinkhole = setup(upstream.addr, &azure, "").start();
+    let mut names = query_many(&sinkhole, "untrusted-", 3).await;
+    let beat = wait_for_beat(&sinkhole, |api| {
+        api["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("certificate"))
+    })
+    .await;
+    assert_eq!(
+        beat["AdditionalFields"]["sinks"]["logs_ingestion"]["sent"],
+        0
+    );
+    assert!(azure.accepted_queries().is_empty());
+
+    // With the CA in ca_file, what waited in the spool goes through, and the new events.
+    sinkhole.setup.write("proxy-ca.pem", &ca.pem());
+    sinkhole.setup.config = azure.config("ca_file = \"proxy-ca.pem\"");
+    sinkhole.restart();
+    names.extend(query_many(&sinkhole, "trusted-", 3).await);
+    azure.wait_for_all(&names, Duration::from_secs(20));
     azure.assert_no_problems();
 }

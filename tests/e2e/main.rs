@@ -2,6 +2,7 @@
 //! queried over UDP and TCP.
 
 mod blocking;
+mod certs;
 mod cli;
 mod events;
 mod feeds;

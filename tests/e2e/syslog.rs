@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
-use rcgen::{CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use rcgen::ExtendedKeyUsagePurpose;
+
+use crate::certs::{Authority, Identity};
 
 use crate::harness::{REMUS, Setup, Sinkhole};
 use crate::upstream::Upstream;
@@ -159,47 +161,6 @@ fn free_port() -> u16 {
     match udp {
         Ok(_) => listener.local_addr().unwrap().port(),
         Err(_) => free_port(),
-    }
-}
-
-/// A certificate authority of the test's own.
-struct Authority {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and its private key, both PEM.
-struct Identity {
-    certificate: String,
-    key: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses) used as `purpose`.
-    fn issue(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> Identity {
-        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        params.extended_key_usages = vec![purpose];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            certificate: certificate.pem(),
-            key: key.serialize_pem(),
-        }
     }
 }
 

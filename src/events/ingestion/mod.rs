@@ -47,6 +47,9 @@ pub struct IngestionConfig {
     pub client_id: Option<String>,
     /// A file whose first line is the client secret; default: `AZURE_CLIENT_SECRET`.
     pub client_secret_file: Option<PathBuf>,
+    /// A PEM file of CAs trusted besides the public ones (Mozilla's list), for a
+    /// TLS-inspecting proxy or a private endpoint; default none.
+    pub ca_file: Option<PathBuf>,
     /// The token service. Default `https://login.microsoftonline.com`.
     #[serde(default = "default_authority")]
     pub authority: String,
@@ -149,6 +152,11 @@ impl IngestionConfig {
         )
     }
 
+    /// The TLS settings of both services: the public CAs and those of `ca_file`.
+    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, IngestionError> {
+        crate::tls::public_client(self.ca_file.as_deref()).map_err(IngestionError::CaFile)
+    }
+
     /// The spool folder for an event file at `events`.
     pub fn spool_dir(&self, events: &Path) -> PathBuf {
         self.spool.clone().unwrap_or_else(|| {
@@ -169,6 +177,8 @@ pub enum IngestionError {
     },
     #[error("events.logs_ingestion.client_secret_file: {path}: {reason}")]
     SecretFile { path: String, reason: String },
+    #[error("events.logs_ingestion.ca_file: {0}")]
+    CaFile(String),
     #[error("events.logs_ingestion.spool: {path}: {source}")]
     Spool {
         path: String,
@@ -239,7 +249,8 @@ impl Ingestion {
         let spool = spool::SpoolWriter::open(spool_dir, flush).map_err(error)?;
         let counters = Arc::new(IngestionCounters::default());
         let stop = Arc::new(upload::Stop::default());
-        let uploader = upload::Uploader::new(config, spool_dir, credentials, counters.clone());
+        let tls = config.tls()?;
+        let uploader = upload::Uploader::new(config, spool_dir, credentials, tls, counters.clone());
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()

@@ -86,9 +86,11 @@ impl Uploader {
         config: &IngestionConfig,
         dir: &Path,
         credentials: Credentials,
+        tls: Arc<rustls::ClientConfig>,
         counters: Arc<IngestionCounters>,
     ) -> Self {
         let agent = ureq::AgentBuilder::new()
+            .tls_config(tls)
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirects(0)
             .build();
