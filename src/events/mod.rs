@@ -7,13 +7,15 @@
 //! at most once a minute. A write failure (a full disk, say) loses the events of that write and
 //! is counted; the writer keeps going with the next event.
 //!
-//! Besides the file, every event may also go to a syslog collector ([`syslog`]) and to the
+//! Besides the file, every event may also go to a syslog collector ([`syslog`], on a thread
+//! of its own behind a bounded queue: [`relay`]) and to the
 //! Logs Ingestion API ([`ingestion`], through an on-disk spool and a thread of its own). What
 //! each sink delivered and lost is in [`EventSink::report`], which heartbeats carry.
 
 pub mod dedup;
 pub mod ingestion;
 pub mod record;
+pub mod relay;
 pub mod rotate;
 pub mod syslog;
 pub mod time;
@@ -47,9 +49,6 @@ pub struct EventCounters {
     pub dropped: AtomicU64,
     /// Lost because the file could not be written.
     pub failed: AtomicU64,
-    /// Sent to the syslog collector, and not sent (collector unreachable).
-    pub syslog_sent: AtomicU64,
-    pub syslog_failed: AtomicU64,
 }
 
 /// Per sink, what it delivered and lost so far; heartbeats carry it.
@@ -59,9 +58,18 @@ pub struct SinkReport {
     pub queue_dropped: u64,
     pub file_written: u64,
     pub file_failed: u64,
-    /// `(sent, failed)`, when a syslog collector is configured.
-    pub syslog: Option<(u64, u64)>,
+    /// When a syslog collector is configured.
+    pub syslog: Option<RelayReport>,
     pub logs_ingestion: Option<IngestionReport>,
+}
+
+/// A relayed sink's part of a [`SinkReport`]: sent, not delivered, and dropped because it
+/// fell behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 /// The Logs Ingestion sink's part of a [`SinkReport`].
@@ -130,7 +138,7 @@ enum Message {
 pub struct EventSink {
     queue: SyncSender<Message>,
     counters: Arc<EventCounters>,
-    syslog: bool,
+    syslog: Option<Arc<relay::RelayCounters>>,
     ingestion: Option<Arc<ingestion::IngestionCounters>>,
 }
 
@@ -148,9 +156,11 @@ impl EventSink {
             queue_dropped: load(&counters.dropped),
             file_written: load(&counters.written),
             file_failed: load(&counters.failed),
-            syslog: self
-                .syslog
-                .then(|| (load(&counters.syslog_sent), load(&counters.syslog_failed))),
+            syslog: self.syslog.as_ref().map(|syslog| RelayReport {
+                sent: load(&syslog.sent),
+                failed: load(&syslog.failed),
+                dropped: load(&syslog.dropped),
+            }),
             logs_ingestion: self.ingestion.as_ref().map(|ingestion| IngestionReport {
                 sent: load(&ingestion.sent),
                 dropped: load(&ingestion.dropped),
@@ -208,10 +218,14 @@ impl EventLog {
             syslog,
             ingestion,
         } = sinks;
+        let syslog = match syslog {
+            Some(config) => Some(start_syslog(config, &device.hostname).map_err(error)?),
+            None => None,
+        };
         let sink = EventSink {
             queue: sender,
             counters: counters.clone(),
-            syslog: syslog.is_some(),
+            syslog: syslog.as_ref().map(relay::Relay::counters),
             ingestion: ingestion.as_ref().map(ingestion::Ingestion::counters),
         };
         let writer = Writer {
@@ -220,8 +234,7 @@ impl EventLog {
             bytes,
             since: Instant::now(),
             dedup: dedup.map(dedup::Dedup::new),
-            syslog: syslog.map(|config| syslog::Syslog::new(config, &device.hostname)),
-            syslog_reported: None,
+            syslog,
             ingestion,
             device,
             counters: counters.clone(),
@@ -281,9 +294,7 @@ struct Writer {
     /// Open de-duplication windows, when `events.dedup_window_s` is set.
     dedup: Option<dedup::Dedup>,
     /// The syslog collector every event also goes to, if one is configured.
-    syslog: Option<syslog::Syslog>,
-    /// When a failed syslog send was last logged.
-    syslog_reported: Option<Instant>,
+    syslog: Option<relay::Relay>,
     /// The Logs Ingestion sink's spool, if one is configured.
     ingestion: Option<ingestion::Ingestion>,
     /// Bytes in the active file, and since when it has been written.
@@ -303,6 +314,16 @@ struct Writer {
 /// blocking on the queue means the query path never pays for waking the writer up.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Events a relayed sink may have waiting before it drops them.
+const RELAY_QUEUE: usize = 10_000;
+/// How long a relayed sink gets at shutdown to send what it has waiting.
+const SINK_GRACE: Duration = Duration::from_secs(2);
+
+/// The syslog sink on a thread of its own, so a slow collector holds nothing else up.
+fn start_syslog(config: syslog::SyslogConfig, hostname: &str) -> std::io::Result<relay::Relay> {
+    let mut collector = syslog::Syslog::new(config, hostname);
+    relay::Relay::start("syslog", RELAY_QUEUE, move |line| collector.send(line))
+}
 
 impl Writer {
     fn run(mut self, queue: Receiver<Message>) {
@@ -314,6 +335,9 @@ impl Writer {
                     Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
                         self.write_summaries(true, &mut pending);
                         self.flush(&mut pending);
+                        if let Some(syslog) = self.syslog.take() {
+                            syslog.finish(SINK_GRACE);
+                        }
                         if let Some(ingestion) = self.ingestion.take() {
                             ingestion.finish();
                         }
@@ -370,33 +394,15 @@ impl Writer {
             }
             Err(error) => self.fail(&error, 1),
         }
-        self.send_syslog();
+        if let Some(syslog) = &mut self.syslog {
+            syslog.push(&self.line);
+        }
         if let Some(ingestion) = &mut self.ingestion {
             ingestion.append(&self.line);
         }
         if self.rotation.max_bytes > 0 && self.bytes >= self.rotation.max_bytes {
             self.flush(pending);
             self.rotate();
-        }
-    }
-
-    /// Sends the line just written to the syslog collector; failures are counted and logged
-    /// at most once a minute.
-    fn send_syslog(&mut self) {
-        let Some(syslog) = &mut self.syslog else {
-            return;
-        };
-        let Err(error) = syslog.send(&self.line) else {
-            self.counters.syslog_sent.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let failed = self.counters.syslog_failed.fetch_add(1, Ordering::Relaxed) + 1;
-        let due = self
-            .syslog_reported
-            .is_none_or(|last| last.elapsed() >= REPORT_EVERY);
-        if due {
-            self.syslog_reported = Some(Instant::now());
-            tracing::warn!(%error, failed_total = failed, "events not sent to syslog");
         }
     }
 
@@ -585,5 +591,47 @@ mod tests {
             10_000,
             "every event is written or counted as dropped"
         );
+    }
+
+    /// A collector that takes the connection but never reads: once the socket buffers are
+    /// full, every write to it waits for its timeout.
+    #[test]
+    fn a_stalled_syslog_collector_holds_up_neither_the_file_nor_the_queue() {
+        let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config: syslog::SyslogConfig = toml::from_str(&format!(
+            "address = \"{}\"\ntransport = \"tcp\"",
+            collector.local_addr().unwrap()
+        ))
+        .unwrap();
+        let held = std::thread::spawn(move || collector.accept().map(|(stream, _)| stream));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sinks = Sinks {
+            syslog: Some(config),
+            ..Sinks::default()
+        };
+        let log = EventLog::open(&path, 100_000, device(), sinks).unwrap();
+        let sink = log.sink();
+        let started = Instant::now();
+        (0..30_000).for_each(|_| sink.emit(event(Outcome::Blocked)));
+        let report = loop {
+            let report = sink.report();
+            if report.file_written == 30_000 || started.elapsed() > Duration::from_secs(20) {
+                break report;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        log.close(Duration::from_secs(5));
+
+        assert_eq!(report.file_written, 30_000, "{report:?}");
+        assert_eq!(report.queue_dropped, 0, "{report:?}");
+        let syslog = report.syslog.unwrap();
+        assert!(syslog.dropped > 0, "the collector fell behind: {syslog:?}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            30_000
+        );
+        drop(held);
     }
 }

@@ -367,10 +367,11 @@ fn write_sinks(json: &mut JsonObject<'_>, sinks: &super::SinkReport) {
     file.number("written", sinks.file_written);
     file.number("failed", sinks.file_failed);
     file.close();
-    if let Some((sent, failed)) = sinks.syslog {
+    if let Some(relayed) = &sinks.syslog {
         let mut syslog = json.object("syslog");
-        syslog.number("sent", sent);
-        syslog.number("failed", failed);
+        syslog.number("sent", relayed.sent);
+        syslog.number("failed", relayed.failed);
+        syslog.number("dropped", relayed.dropped);
         syslog.close();
     }
     if let Some(ingestion) = &sinks.logs_ingestion {
@@ -1269,7 +1270,11 @@ mod sentinel_content {
             queue_dropped: 2,
             file_written: 40,
             file_failed: 1,
-            syslog: Some((39, 1)),
+            syslog: Some(super::super::RelayReport {
+                sent: 39,
+                failed: 1,
+                dropped: 5,
+            }),
             logs_ingestion: Some(super::super::IngestionReport {
                 sent: 30,
                 dropped: 3,
@@ -1289,7 +1294,7 @@ mod sentinel_content {
         );
         assert_eq!(
             reported["syslog"],
-            serde_json::json!({"sent": 39, "failed": 1})
+            serde_json::json!({"sent": 39, "failed": 1, "dropped": 5})
         );
         assert_eq!(
             reported["logs_ingestion"],

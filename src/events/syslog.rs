@@ -6,8 +6,8 @@
 //! counting (RFC 6587 §3.4.1); TLS (RFC 5425) carries the same frames (§4.3) after checking
 //! the collector's certificate against the configured CAs, and can present a client
 //! certificate. A lost connection is opened again at the next event, at most once a second,
-//! and the events sent meanwhile are counted as failed. Runs on the event writer's thread,
-//! never on the query path.
+//! and the events sent meanwhile are counted as failed. Runs on a thread of its own
+//! ([`super::relay`]), so a slow collector holds up neither queries nor the event file.
 //!
 //! The certificate files are read when the config is loaded, so a bad one stops the start, and
 //! again when the sink is built; a renewed certificate is used after a restart. Nothing the

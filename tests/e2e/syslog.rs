@@ -264,7 +264,7 @@ async fn events_reach_rsyslog_over_tls_and_mutual_tls() {
         format!("address = \"127.0.0.1:{mutual}\"\ntransport = \"tls\"\nca_file = \"ca.pem\"\n");
     let anonymous = start_sinkhole(&upstream, &table, &[ca_file]);
     let started = Instant::now();
-    while !anonymous.log().contains("events not sent to syslog") {
+    while !anonymous.log().contains("events not sent sink=\"syslog\"") {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{}",
@@ -308,7 +308,7 @@ async fn a_collector_with_an_untrusted_certificate_gets_nothing() {
         format!("address = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\nca_file = \"ca.pem\"\n");
     let sinkhole = start_sinkhole(&upstream, &table, &[("ca.pem", &ours.pem())]);
     assert!(sinkhole.blocked("untrusted.posdteu.shop").await);
-    let warning = sinkhole.wait_for_log("events not sent to syslog");
+    let warning = sinkhole.wait_for_log("events not sent sink=\"syslog\"");
     assert!(warning.contains("TLS handshake"), "{warning}");
     assert!(warning.contains("invalid peer certificate"), "{warning}");
     assert!(
