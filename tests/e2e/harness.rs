@@ -25,6 +25,8 @@ pub struct Setup {
     pub dir: TempDir,
     pub config: String,
     pub upstreams: Vec<SocketAddr>,
+    /// Environment variables sinkhole is started with.
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -49,6 +51,7 @@ impl Setup {
             dir,
             config: config.to_owned(),
             upstreams,
+            env: Vec::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl Sinkhole {
         for upstream in &setup.upstreams {
             command.arg("--upstream").arg(upstream.to_string());
         }
+        command.envs(setup.env.iter().map(|(name, value)| (name, value)));
         let mut child = command.spawn().expect("start sinkhole");
 
         let log = Arc::new(Mutex::new(String::new()));

@@ -165,12 +165,19 @@ impl AzureStub {
         assert!(state.problems.is_empty(), "{:#?}", state.problems);
     }
 
+    /// The config of the tests: credentials in the config and the secret in a file.
     fn config(&self, extra: &str) -> String {
+        let credentials = format!(
+            "tenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\nclient_secret_file = \"azure-secret\"\n"
+        );
+        self.config_with(&format!("{credentials}{extra}"))
+    }
+
+    fn config_with(&self, extra: &str) -> String {
         format!(
             "[events]\nheartbeat_interval_s = 1\n\n[events.logs_ingestion]\n\
              endpoint = \"{1}://{0}\"\nauthority = \"{1}://{0}/\"\n\
-             dcr_immutable_id = \"{DCR}\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
-             client_secret_file = \"azure-secret\"\nflush_interval_ms = 200\ntimeout_ms = 1000\n\
+             dcr_immutable_id = \"{DCR}\"\nflush_interval_ms = 200\ntimeout_ms = 1000\n\
              max_backoff_ms = 2000\n\
              {extra}\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\nfamily = \"Remus\"\n",
             self.addr, self.scheme
@@ -484,7 +491,17 @@ async fn outages_429s_refused_tokens_and_slow_answers_lose_nothing() {
         ],
         Reply::Accept,
     );
-    let sinkhole = setup(upstream.addr, &azure, "").start();
+    // Tenant, client and secret from the environment, as the Azure SDKs read them.
+    let mut setup = Setup::bare(vec![upstream.addr], &azure.config_with(""));
+    setup.write("remus.txt", "posdteu.shop\nmathlah.com\n");
+    setup.env = [
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", CLIENT),
+        ("AZURE_CLIENT_SECRET", SECRET),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .to_vec();
+    let sinkhole = setup.start();
 
     let names = query_many(&sinkhole, "retry-", 50).await;
     azure.wait_for_all(&names, Duration::from_secs(40));
