@@ -370,11 +370,13 @@ fn service_message(response: ureq::Response) -> String {
     }
 }
 
-/// The request body as the service takes it with `Content-Encoding: gzip`.
+/// The request body as the service takes it with `Content-Encoding: gzip`. The fastest
+/// level: on a batch of events it takes a quarter of the time of the default level for
+/// about twice the bytes (`cargo bench --bench ingestion`), and the CPU is the resolver's.
 pub fn gzip(json: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(json.len() / 8),
-        flate2::Compression::default(),
+        flate2::Compression::fast(),
     );
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(json);
