@@ -173,13 +173,23 @@ impl AzureStub {
         self.config_with(&format!("{credentials}{extra}"))
     }
 
+    /// The test timings, each unless `extra` sets it: batches sealed after 200 ms, requests
+    /// given 1 s, retries at most 2 s apart.
     fn config_with(&self, extra: &str) -> String {
+        let timings: String = [
+            "flush_interval_ms = 200",
+            "timeout_ms = 1000",
+            "max_backoff_ms = 2000",
+        ]
+        .iter()
+        .filter(|line| !extra.contains(line.split(' ').next().unwrap()))
+        .map(|line| format!("{line}\n"))
+        .collect();
         format!(
             "[events]\nheartbeat_interval_s = 1\n\n[events.logs_ingestion]\n\
              endpoint = \"{1}://{0}\"\nauthority = \"{1}://{0}/\"\n\
-             dcr_immutable_id = \"{DCR}\"\nflush_interval_ms = 200\ntimeout_ms = 1000\n\
-             max_backoff_ms = 2000\n\
-             {extra}\n\n[[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\nfamily = \"Remus\"\n",
+             dcr_immutable_id = \"{DCR}\"\n{timings}{extra}\n\n\
+             [[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\nfamily = \"Remus\"\n",
             self.addr, self.scheme
         )
     }
@@ -649,4 +659,20 @@ async fn https_with_a_private_ca_needs_ca_file() {
     names.extend(query_many(&sinkhole, "trusted-", 3).await);
     azure.wait_for_all(&names, Duration::from_secs(20));
     azure.assert_no_problems();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_sends_the_batch_being_filled() {
+    let upstream = Upstream::start().await;
+    let azure = AzureStub::start();
+    // A batch that never fills up in time: only the stop seals it.
+    let mut sinkhole = setup(upstream.addr, &azure, "flush_interval_ms = 600000").start();
+    let names = query_many(&sinkhole, "last-", 20).await;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(azure.accepted_queries().is_empty());
+
+    assert_eq!(sinkhole.stop(), Some(0));
+    azure.wait_for_all(&names, Duration::from_secs(1));
+    let log = sinkhole.log();
+    assert!(log.contains("logs ingestion stopped"), "{log}");
 }

@@ -118,9 +118,12 @@ impl Uploader {
                 }
             }
             let Some(batch) = self.oldest() else {
-                if stop.requested() || stop.wait(IDLE) && self.oldest().is_none() {
+                if stop.requested() {
                     return;
                 }
+                // Until the writer seals a batch, or a stop comes: the next look then finds
+                // the batch sealed at the stop.
+                stop.wait(IDLE);
                 continue;
             };
             match self.send(&batch) {
