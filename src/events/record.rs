@@ -958,7 +958,17 @@ mod sentinel_content {
 
     /// Every top-level key, every `AdditionalFields` key, and every key of a policy event's
     /// `lists[]`, over events that fill every optional field.
-    fn written() -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    /// Every name sinkhole writes: top-level columns, `AdditionalFields` members, members of
+    /// a heartbeat's `lists[]`, and `sink.counter` paths under `AdditionalFields.sinks`.
+    #[derive(Default)]
+    struct Written {
+        top: BTreeSet<String>,
+        additional: BTreeSet<String>,
+        list_keys: BTreeSet<String>,
+        sink_paths: BTreeSet<String>,
+    }
+
+    fn written() -> Written {
         let mut lines = Vec::new();
         let mut blocked = event(Outcome::Blocked);
         blocked.chain = vec!["a.test".into(), "b.posdteu.shop".into()];
@@ -1019,7 +1029,11 @@ mod sentinel_content {
                 queue_dropped: 2,
                 file_written: 40,
                 file_failed: 1,
-                syslog: None,
+                syslog: Some(super::super::RelayReport {
+                    sent: 39,
+                    failed: 1,
+                    dropped: 0,
+                }),
                 logs_ingestion: Some(super::super::IngestionReport {
                     sent: 30,
                     dropped: 3,
@@ -1033,31 +1047,34 @@ mod sentinel_content {
         policy.write_json(&device(), &mut line);
         lines.push(line);
 
-        let (mut top, mut additional, mut list_keys) = Default::default();
+        let mut written = Written::default();
         for line in &lines {
             let json: serde_json::Value = serde_json::from_str(line).unwrap();
-            collect(&json, &mut top, &mut additional, &mut list_keys);
+            collect(&json, &mut written);
         }
-        (top, additional, list_keys)
+        written
     }
 
-    fn collect(
-        json: &serde_json::Value,
-        top: &mut BTreeSet<String>,
-        additional: &mut BTreeSet<String>,
-        list_keys: &mut BTreeSet<String>,
-    ) {
+    fn collect(json: &serde_json::Value, written: &mut Written) {
         let object = json.as_object().unwrap();
-        top.extend(object.keys().cloned());
+        written.top.extend(object.keys().cloned());
         if let Some(fields) = object.get("AdditionalFields").and_then(|v| v.as_object()) {
-            additional.extend(fields.keys().cloned());
+            written.additional.extend(fields.keys().cloned());
+            let sinks = fields.get("sinks").and_then(|v| v.as_object());
+            for (sink, counters) in sinks.into_iter().flatten() {
+                for counter in counters.as_object().unwrap().keys() {
+                    written.sink_paths.insert(format!("{sink}.{counter}"));
+                }
+            }
             for list in fields
                 .get("lists")
                 .and_then(|v| v.as_array())
                 .into_iter()
                 .flatten()
             {
-                list_keys.extend(list.as_object().unwrap().keys().cloned());
+                written
+                    .list_keys
+                    .extend(list.as_object().unwrap().keys().cloned());
             }
         }
     }
@@ -1152,13 +1169,7 @@ mod sentinel_content {
         "Transaction",
     ];
 
-    fn check_query(
-        kql: &str,
-        top: &BTreeSet<String>,
-        additional: &BTreeSet<String>,
-        list_keys: &BTreeSet<String>,
-        file: &str,
-    ) {
+    fn check_query(kql: &str, written: &Written, file: &str) {
         let tokens = identifiers(kql);
         for (index, (name, dotted, assigned)) in tokens.iter().enumerate() {
             let before = index.checked_sub(1).map(|i| tokens[i].0.as_str());
@@ -1166,14 +1177,22 @@ mod sentinel_content {
                 match before {
                     Some("AdditionalFields") => {
                         assert!(
-                            additional.contains(name),
+                            written.additional.contains(name),
                             "{file}: AdditionalFields.{name} is not written"
                         )
                     }
                     Some("List") => assert!(
-                        list_keys.contains(name),
+                        written.list_keys.contains(name),
                         "{file}: lists[].{name} is not written"
                     ),
+                    Some("sinks") => {
+                        let counter = tokens.get(index + 1).filter(|token| token.1);
+                        let path = format!("{name}.{}", counter.map_or("", |token| &token.0));
+                        assert!(
+                            written.sink_paths.contains(&path),
+                            "{file}: AdditionalFields.sinks.{path} is not written"
+                        )
+                    }
                     _ => {}
                 }
                 continue;
@@ -1181,7 +1200,7 @@ mod sentinel_content {
             let field_like = FIELD_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
             if field_like && !assigned && !name.ends_with("_d") {
                 assert!(
-                    top.contains(name),
+                    written.top.contains(name),
                     "{file}: column {name} is not written by sinkhole"
                 );
             }
@@ -1190,16 +1209,16 @@ mod sentinel_content {
 
     #[test]
     fn sentinel_files_use_only_fields_the_code_writes() {
-        let (top, additional, list_keys) = written();
+        let written = written();
 
         for file in ["table-SinkholeEvents_CL.json", "dcr-sinkhole.json"] {
             let json: serde_json::Value = serde_json::from_str(&sentinel(file)).unwrap();
             let mut declared = BTreeSet::new();
             columns(&json, &mut declared);
-            let missing: Vec<_> = top.difference(&declared).collect();
+            let missing: Vec<_> = written.top.difference(&declared).collect();
             assert!(missing.is_empty(), "{file} lacks columns {missing:?}");
             let unknown: Vec<_> = declared
-                .difference(&top)
+                .difference(&written.top)
                 .filter(|c| !c.ends_with("_d"))
                 .collect();
             assert!(
@@ -1228,38 +1247,36 @@ mod sentinel_content {
             texts.extend(found.into_iter().map(|kql| (file.to_owned(), kql)));
         }
         for (file, kql) in &texts {
-            check_query(kql, &top, &additional, &list_keys, file);
+            check_query(kql, &written, file);
         }
     }
 
     #[test]
     fn a_misspelt_column_is_caught() {
-        let (top, additional, list_keys) = written();
+        let written = written();
+        let result =
+            std::panic::catch_unwind(|| check_query("T | where DnsQeury == 1", &written, "t"));
+        assert!(result.is_err());
         let result = std::panic::catch_unwind(|| {
             check_query(
-                "T | where DnsQeury == 1",
-                &top,
-                &additional,
-                &list_keys,
+                "T | extend S = tostring(AdditionalFields.sight)",
+                &written,
                 "t",
             )
         });
         assert!(result.is_err());
         let result = std::panic::catch_unwind(|| {
             check_query(
-                "T | extend S = tostring(AdditionalFields.sight)",
-                &top,
-                &additional,
-                &list_keys,
+                "T | extend D = AdditionalFields.sinks.syslog.droped",
+                &written,
                 "t",
             )
         });
         assert!(result.is_err());
         check_query(
-            "T | project Name = DnsQuery, Site = tostring(AdditionalFields.site)",
-            &top,
-            &additional,
-            &list_keys,
+            "T | project Name = DnsQuery, Site = tostring(AdditionalFields.site), \
+             Lost = AdditionalFields.sinks.logs_ingestion.dropped",
+            &written,
             "t",
         );
     }
