@@ -32,6 +32,25 @@ use std::time::{Duration, Instant};
 pub use record::{ConflictEvent, Device, ListReport, Outcome, PolicyEvent, QueryEvent, Transport};
 pub use rotate::Rotation;
 
+/// At most one report a minute, for warnings that would otherwise come once per event.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    /// True when no report was made in the last minute; then counts this one as made.
+    pub(crate) fn due(&mut self) -> bool {
+        let due = self
+            .last
+            .is_none_or(|last| last.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
+    }
+}
+
 /// The event log could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: cannot open event log: {source}")]
@@ -143,11 +162,6 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Events lost so far: dropped from a full queue, or not written.
-    pub fn lost(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed) + self.counters.failed.load(Ordering::Relaxed)
-    }
-
     /// What each sink delivered and lost so far.
     pub fn report(&self) -> SinkReport {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -239,7 +253,7 @@ impl EventLog {
             device,
             counters: counters.clone(),
             path: path.to_owned(),
-            last_report: None,
+            throttle: Throttle::default(),
             reported_dropped: 0,
             reported_failed: 0,
             line: String::with_capacity(2048),
@@ -303,7 +317,7 @@ struct Writer {
     device: Device,
     counters: Arc<EventCounters>,
     path: PathBuf,
-    last_report: Option<Instant>,
+    throttle: Throttle,
     reported_dropped: u64,
     reported_failed: u64,
     /// Reused for every line.
@@ -313,7 +327,6 @@ struct Writer {
 /// How long the writer sleeps between two drains of the queue. Sleeping instead of
 /// blocking on the queue means the query path never pays for waking the writer up.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
-const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Events a relayed sink may have waiting before it drops them.
 const RELAY_QUEUE: usize = 10_000;
 /// How long a relayed sink gets at shutdown to send what it has waiting.
@@ -467,7 +480,7 @@ impl Writer {
         self.counters
             .failed
             .fetch_add(lost as u64, Ordering::Relaxed);
-        if self.due() {
+        if self.throttle.due() {
             tracing::error!(path = %self.path.display(), %error, lost, "cannot write events");
         }
     }
@@ -475,7 +488,9 @@ impl Writer {
     fn report(&mut self) {
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         let failed = self.counters.failed.load(Ordering::Relaxed);
-        if (dropped == self.reported_dropped && failed == self.reported_failed) || !self.due() {
+        if (dropped == self.reported_dropped && failed == self.reported_failed)
+            || !self.throttle.due()
+        {
             return;
         }
         tracing::warn!(
@@ -486,19 +501,6 @@ impl Writer {
         );
         self.reported_dropped = dropped;
         self.reported_failed = failed;
-    }
-
-    /// Rate limit for loss reports: at most once a minute.
-    fn due(&mut self) -> bool {
-        let now = Instant::now();
-        if self
-            .last_report
-            .is_some_and(|last| now.duration_since(last) < REPORT_EVERY)
-        {
-            return false;
-        }
-        self.last_report = Some(now);
-        true
     }
 }
 

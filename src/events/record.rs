@@ -308,8 +308,6 @@ pub struct PolicyEvent {
     pub errors: Vec<String>,
     /// Config keys that changed but apply only after a restart.
     pub restart_needed: Vec<String>,
-    /// Events dropped or lost so far (heartbeats).
-    pub events_dropped: Option<u64>,
     /// What each event sink delivered and lost (heartbeats).
     pub sinks: Option<super::SinkReport>,
 }
@@ -335,9 +333,6 @@ impl PolicyEvent {
         additional.text("trigger", self.trigger);
         if let Some(ms) = self.duration_ms {
             additional.float("duration_ms", ms);
-        }
-        if let Some(dropped) = self.events_dropped {
-            additional.number("events_dropped", dropped);
         }
         if let Some(sinks) = &self.sinks {
             let mut object = additional.object("sinks");
@@ -897,7 +892,6 @@ pub(crate) mod tests {
             lists: vec![list],
             errors: vec!["remus.txt:3: bad \"name\"".into()],
             restart_needed: vec!["upstream.servers".into()],
-            events_dropped: None,
             sinks: None,
         };
         let mut line = String::new();
@@ -1024,24 +1018,7 @@ mod sentinel_content {
             lists: vec![report],
             errors: vec!["e".into()],
             restart_needed: vec!["k".into()],
-            events_dropped: Some(0),
-            sinks: Some(super::super::SinkReport {
-                queue_dropped: 2,
-                file_written: 40,
-                file_failed: 1,
-                syslog: Some(super::super::RelayReport {
-                    sent: 39,
-                    failed: 1,
-                    dropped: 0,
-                }),
-                logs_ingestion: Some(super::super::IngestionReport {
-                    sent: 30,
-                    dropped: 3,
-                    backlog_bytes: 4096,
-                    backlog_batches: 1,
-                    last_error: Some("HTTP 503".to_owned()),
-                }),
-            }),
+            sinks: Some(every_sink()),
         };
         let mut line = String::new();
         policy.write_json(&device(), &mut line);
@@ -1283,23 +1260,7 @@ mod sentinel_content {
 
     #[test]
     fn heartbeats_report_each_configured_sink() {
-        let sinks = super::super::SinkReport {
-            queue_dropped: 2,
-            file_written: 40,
-            file_failed: 1,
-            syslog: Some(super::super::RelayReport {
-                sent: 39,
-                failed: 1,
-                dropped: 5,
-            }),
-            logs_ingestion: Some(super::super::IngestionReport {
-                sent: 30,
-                dropped: 3,
-                backlog_bytes: 4096,
-                backlog_batches: 1,
-                last_error: Some("HTTP 503".to_owned()),
-            }),
-        };
+        let sinks = every_sink();
         let mut beat = crate::reload::report::heartbeat(3, Vec::new());
         beat.sinks = Some(sinks.clone());
         let json: serde_json::Value = serde_json::from_str(&beat_json(&beat)).unwrap();
@@ -1327,6 +1288,27 @@ mod sentinel_content {
         let json: serde_json::Value = serde_json::from_str(&beat_json(&beat)).unwrap();
         let reported = json["AdditionalFields"]["sinks"].as_object().unwrap();
         assert_eq!(reported.keys().collect::<Vec<_>>(), ["file", "queue"]);
+    }
+
+    /// A report with every sink configured and every counter different.
+    fn every_sink() -> super::super::SinkReport {
+        super::super::SinkReport {
+            queue_dropped: 2,
+            file_written: 40,
+            file_failed: 1,
+            syslog: Some(super::super::RelayReport {
+                sent: 39,
+                failed: 1,
+                dropped: 5,
+            }),
+            logs_ingestion: Some(super::super::IngestionReport {
+                sent: 30,
+                dropped: 3,
+                backlog_bytes: 4096,
+                backlog_batches: 1,
+                last_error: Some("HTTP 503".to_owned()),
+            }),
+        }
     }
 
     fn beat_json(event: &PolicyEvent) -> String {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::Throttle;
 
 /// What a relayed sink did with the events handed to it.
 #[derive(Debug, Default)]
@@ -19,15 +21,13 @@ pub struct RelayCounters {
     pub dropped: AtomicU64,
 }
 
-const REPORT_EVERY: Duration = Duration::from_secs(60);
-
 /// The writer's handle on a relayed sink.
 pub struct Relay {
     name: &'static str,
     queue: Option<SyncSender<String>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<RelayCounters>,
-    reported: Option<Instant>,
+    reported: Throttle,
 }
 
 impl Relay {
@@ -50,7 +50,7 @@ impl Relay {
             queue: Some(queue),
             thread: Some(thread),
             counters,
-            reported: None,
+            reported: Throttle::default(),
         })
     }
 
@@ -67,11 +67,7 @@ impl Relay {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if self
-                    .reported
-                    .is_none_or(|last| last.elapsed() >= REPORT_EVERY)
-                {
-                    self.reported = Some(Instant::now());
+                if self.reported.due() {
                     tracing::warn!(
                         sink = self.name,
                         dropped_total = dropped,
@@ -105,15 +101,14 @@ fn run(
     mut deliver: impl FnMut(&str) -> Result<(), String>,
     counters: &RelayCounters,
 ) {
-    let mut reported: Option<Instant> = None;
+    let mut reported = Throttle::default();
     for line in lines {
         let Err(error) = deliver(&line) else {
             counters.sent.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let failed = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
-        if reported.is_none_or(|last| last.elapsed() >= REPORT_EVERY) {
-            reported = Some(Instant::now());
+        if reported.due() {
             tracing::warn!(sink = name, %error, failed_total = failed, "events not sent");
         }
     }
@@ -122,6 +117,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_slow_sink_never_holds_the_caller_up() {

@@ -446,7 +446,6 @@ impl Reloader {
             }
         }
         let mut event = report::heartbeat(self.version, lists);
-        event.events_dropped = self.events.as_ref().map(EventSink::lost);
         event.sinks = self.events.as_ref().map(EventSink::report);
         self.emit(event);
     }

@@ -168,7 +168,6 @@ pub fn event(
         lists,
         errors,
         restart_needed,
-        events_dropped: None,
         sinks: None,
     }
 }
@@ -189,7 +188,6 @@ pub fn heartbeat(version: u64, mut lists: Vec<ListReport>) -> PolicyEvent {
         lists,
         errors: Vec::new(),
         restart_needed: Vec::new(),
-        events_dropped: None,
         sinks: None,
     }
 }

@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::events::Throttle;
 
 pub use token::Credentials;
 
@@ -231,7 +233,7 @@ pub struct Ingestion {
     counters: Arc<IngestionCounters>,
     stop: Arc<upload::Stop>,
     uploader: Option<JoinHandle<()>>,
-    reported: Option<Instant>,
+    reported: Throttle,
 }
 
 impl Ingestion {
@@ -268,7 +270,7 @@ impl Ingestion {
             counters,
             stop,
             uploader: Some(thread),
-            reported: None,
+            reported: Throttle::default(),
         })
     }
 
@@ -313,17 +315,13 @@ impl Ingestion {
             sent = self.counters.sent.load(Ordering::Relaxed),
             dropped = self.counters.dropped.load(Ordering::Relaxed),
             backlog_batches = backlog,
-            "logs ingestion stopped; spooled batches are sent at the next start"
+            "logs ingestion stopped; what is left in the spool is sent at the next start"
         );
     }
 
     /// Spool failures are logged at most once a minute.
     fn report(&mut self, error: &str) {
-        let due = self
-            .reported
-            .is_none_or(|last| last.elapsed() >= Duration::from_secs(60));
-        if due {
-            self.reported = Some(Instant::now());
+        if self.reported.due() {
             tracing::error!(
                 %error,
                 dropped_total = self.counters.dropped.load(Ordering::Relaxed),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::spool::{self, Batch};
 use super::token::TokenSource;
 use super::{Credentials, DRAIN_AT_STOP, IngestionConfig, IngestionCounters};
+use crate::events::Throttle;
 
 /// A stop request the uploader can wait on.
 #[derive(Debug, Default)]
@@ -65,7 +66,6 @@ enum Outcome {
 /// How long the uploader looks again at an empty spool.
 const IDLE: Duration = Duration::from_millis(200);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Uploader {
     dir: PathBuf,
@@ -77,8 +77,8 @@ pub struct Uploader {
     backoff: Backoff,
     failing_since: Option<Instant>,
     /// When a failure, and a drop, were last logged.
-    reported: Option<Instant>,
-    reported_drop: Option<Instant>,
+    reported: Throttle,
+    reported_drop: Throttle,
 }
 
 impl Uploader {
@@ -103,8 +103,8 @@ impl Uploader {
             counters,
             backoff: Backoff::new(Duration::from_millis(config.max_backoff_ms)),
             failing_since: None,
-            reported: None,
-            reported_drop: None,
+            reported: Throttle::default(),
+            reported_drop: Throttle::default(),
         }
     }
 
@@ -291,7 +291,7 @@ impl Uploader {
     /// Records a failed attempt; logs at most once a minute.
     fn failed(&mut self, reason: String) {
         self.failing_since.get_or_insert_with(Instant::now);
-        if due(&mut self.reported) {
+        if self.reported.due() {
             tracing::warn!(
                 reason,
                 backlog_batches = self.counters.backlog_batches.load(Ordering::Relaxed),
@@ -302,7 +302,7 @@ impl Uploader {
     }
 
     fn warn_dropped(&mut self, dropped: u64, what: &'static str) {
-        if due(&mut self.reported_drop) {
+        if self.reported_drop.due() {
             tracing::warn!(
                 dropped,
                 dropped_total = self.counters.dropped.load(Ordering::Relaxed),
@@ -310,15 +310,6 @@ impl Uploader {
             );
         }
     }
-}
-
-/// Rate limit for reports: true at most once a minute, and then remembers when.
-fn due(last: &mut Option<Instant>) -> bool {
-    let due = last.is_none_or(|last| last.elapsed() >= REPORT_EVERY);
-    if due {
-        *last = Some(Instant::now());
-    }
-    due
 }
 
 /// Exponential backoff from 1 s to a maximum with ±20 % jitter, so many sites that lost Azure
