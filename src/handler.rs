@@ -354,8 +354,11 @@ impl Handler {
             (None, Trigger::Name { .. }) => None,
         };
         let sent = write_blocked(out, query, found, note.as_deref(), policy.version as u32);
-        if sent.is_some() {
-            fit_udp(out, query, client.transport);
+        match sent {
+            Some(_) => fit_udp(out, query, client.transport),
+            // No answer: on the forward path `out` already holds the upstream's, and the
+            // listener sends whatever `out` holds.
+            None => out.clear(),
         }
         self.emit_blocked(query, client, found, chain, sent);
         Enforced::Done(if sent.is_some() {

@@ -306,7 +306,10 @@ action = "drop"
     let setup = Setup::bare(vec![upstream.addr], config);
     setup.write("shadow.txt", &format!("{}\n", upstream::WWW));
     setup.write("refuse.txt", "refused.feed.test\n");
-    setup.write("drop.txt", "dropped.feed.test\n");
+    setup.write(
+        "drop.txt",
+        &format!("dropped.feed.test\n{}\n", upstream::CLOAK_LINK),
+    );
     let sinkhole = setup.start();
 
     let answer = sinkhole.udp(upstream::WWW, RecordType::A).await;
@@ -333,6 +336,14 @@ action = "drop"
     assert_eq!(events[1]["DnsResponseCode"], 5);
     assert_eq!(events[2]["DvcOriginalAction"], "drop");
     assert!(events[2].get("DnsResponseCode").is_none());
+
+    // A drop found in the answer's CNAME chain: the upstream answer must not go out either,
+    // neither when it arrives nor from the cache.
+    assert!(!answered(&sinkhole, upstream::CLOAKED).await, "forwarded");
+    assert!(!answered(&sinkhole, upstream::CLOAKED).await, "cached");
+    let events = sinkhole.events(5).await;
+    assert_eq!(events[3]["DnsQuery"], upstream::CLOAKED);
+    assert_eq!(events[3]["DvcOriginalAction"], "drop");
 }
 
 #[tokio::test(flavor = "multi_thread")]
