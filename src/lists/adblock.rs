@@ -20,7 +20,6 @@ const COSMETIC: [&str; 8] = ["##", "#@#", "#?#", "#@?#", "#$#", "#@$#", "#%#", "
 /// Reads the text of an AdBlock list into `list`. Bad lines are skipped and reported; good
 /// lines all apply.
 pub fn parse(bytes: &[u8], list: &mut ListBuilder<'_>) {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     // Rules with modifiers are read first: the index keeps the first entry of a name, and in
     // AdGuard Home a `$dnsrewrite` answer outranks a plain block of the same name, as an
     // `$important` rule outranks one without.

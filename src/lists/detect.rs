@@ -15,7 +15,6 @@ const LINES_READ: usize = 200;
 pub fn detect(bytes: &[u8]) -> Format {
     let head = &bytes[..bytes.len().min(64 * 1024)];
     let text = String::from_utf8_lossy(head);
-    let text = text.trim_start_matches('\u{feff}');
     if text.trim_start().starts_with(['{', '[']) {
         return Format::ThreatfoxJson;
     }

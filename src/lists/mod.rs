@@ -349,8 +349,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         })
 }
 
-/// Parses a list's text in the configured format, or the one its content shows.
+/// A UTF-8 byte order mark, which exports from Windows tools often start with.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Parses a list's text in the configured format, or the one its content shows. A byte
+/// order mark is dropped here, for every format.
 pub fn parse(bytes: &[u8], options: &ListOptions) -> Result<ParsedList, Broken> {
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let format = match options.format {
         Format::Auto => detect::detect(bytes),
         format => format,

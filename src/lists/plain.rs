@@ -155,6 +155,15 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_line() {
+        let list = parse(b"\xef\xbb\xbf0.0.0.0 a.test\n0.0.0.0 b.test\n");
+        assert_eq!(names(&list), ["a.test", "b.test"]);
+        let list = parse(b"\xef\xbb\xbf# title\nc.test\n");
+        assert_eq!(names(&list), ["c.test"]);
+        assert_eq!(list.skipped.invalid, 0);
+    }
+
+    #[test]
     fn reads_hosts_lines_with_tabs_and_aliases() {
         let text = b"127.0.0.1\tlocalhost\n0.0.0.0 a.test b.test\n::1 c.test\n127.0.0.1\tD.test\n";
         let list = parse(text);

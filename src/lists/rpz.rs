@@ -41,9 +41,6 @@ pub fn parse(bytes: &[u8], list: &mut ListBuilder<'_>) -> Result<(), Broken> {
     for ((line, text), raw) in numbered_lines(bytes).zip(raw_lines) {
         lines = line;
         match text {
-            Ok(text) if line == 1 => {
-                reader.line(line, text.trim_start_matches('\u{feff}'), None, list)?
-            }
             Ok(text) => reader.line(line, text, None, list)?,
             Err(line) => reader.undecodable_line(line, raw, list)?,
         }

@@ -25,13 +25,9 @@ use super::rule::{Indicator, Text};
 use super::{Attr, Broken, ListBuilder, Skipped, numbered_lines};
 use crate::events::time::parse_date_or_time;
 
-/// A UTF-8 byte order mark, which some exports start with.
-const BOM: &[u8] = b"\xef\xbb\xbf";
-
 /// Reads a ThreatFox CSV export into `list`. Bad rows are skipped and reported; good rows all
 /// apply.
 pub fn parse_csv(bytes: &[u8], list: &mut ListBuilder<'_>) {
-    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let mut layout = Layout::new();
     let mut fields = Vec::new();
     let mut lines = 0;
@@ -59,7 +55,6 @@ pub fn parse_csv(bytes: &[u8], list: &mut ListBuilder<'_>) {
 /// reported; a syntax error or a failed query is an error.
 pub fn parse_json(bytes: &[u8], list: &mut ListBuilder<'_>) -> Result<(), Broken> {
     list.set_lines(count_lines(bytes));
-    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let feed: Feed = serde_json::from_slice(bytes).map_err(syntax_error)?;
     if !answered(feed.status.as_deref())? {
         return Ok(());
