@@ -310,11 +310,14 @@ mod tests {
             now: SystemTime::now(),
             ..ListOptions::default()
         };
+        let mut plain = ListBuilder::new(&options, 64);
+        plain.block("a.test", 1);
+        plain.block("b.test", 2);
+        assert!(plain.finish(Format::Domains).block.attrs.is_none());
+
         let mut list = ListBuilder::new(&options, 64);
         list.block("a.test", 1);
         list.block("B.test.", 2);
-        let plain = ListBuilder::new(&options, 0);
-        assert!(plain.finish(Format::Domains).block.attrs.is_none());
 
         let exact = Attr {
             rule: 0,

@@ -349,6 +349,36 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Whether `parsed` may replace the list in force, which holds `current()` entries (asked
+/// only when needed): not when every entry is bad, nor when it is empty and the list in force
+/// is not, since either would lift the blocks in force.
+pub fn check_replacement(
+    parsed: &ParsedList,
+    current: impl FnOnce() -> usize,
+) -> Result<(), String> {
+    if parsed.entries() > 0 {
+        return Ok(());
+    }
+    if let Some(first) = parsed.skipped.lines.first() {
+        return Err(format!(
+            "no valid entry; line {}: {}",
+            first.line, first.reason
+        ));
+    }
+    match current() {
+        0 => Ok(()),
+        count => Err(format!("empty list would replace {count} entries")),
+    }
+}
+
+/// The entries of the list file at `path` as `options` read it; 0 when it cannot be read.
+pub fn entries_on_disk(path: &Path, options: &ListOptions) -> usize {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| parse(&bytes, options).ok())
+        .map_or(0, |parsed| parsed.entries())
+}
+
 /// A UTF-8 byte order mark, which exports from Windows tools often start with.
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
@@ -395,6 +425,25 @@ pub fn numbered_lines_raw(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_that_would_lift_blocks_does_not_replace_one() {
+        let read = |text: &str| parse(text.as_bytes(), &ListOptions::default()).unwrap();
+        assert_eq!(check_replacement(&read("a.test\n"), || 5), Ok(()));
+        assert_eq!(check_replacement(&read("# nothing yet\n"), || 0), Ok(()));
+        assert_eq!(
+            check_replacement(&read("# emptied\n"), || 5),
+            Err("empty list would replace 5 entries".to_owned())
+        );
+        let error = check_replacement(&read("bad..name\n"), || 0).unwrap_err();
+        assert!(error.starts_with("no valid entry; line 1: "), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.txt");
+        assert_eq!(entries_on_disk(&path, &ListOptions::default()), 0);
+        std::fs::write(&path, "a.test\nb.test\n").unwrap();
+        assert_eq!(entries_on_disk(&path, &ListOptions::default()), 2);
+    }
 
     #[test]
     fn a_file_stamp_changes_with_the_file() {

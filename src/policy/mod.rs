@@ -232,10 +232,17 @@ impl Policy {
         } else {
             &self.enforced
         };
-        let link = chain
-            .iter()
-            .filter(|link| self.allowed.lookup(link).is_none())
-            .find_map(|link| Some((self.name_match(triggers, link)?, link.clone())));
+        if triggers.lists.is_empty() {
+            return None;
+        }
+        // The allowlist is asked only about a link some list matches: most answers match none.
+        let link = chain.iter().find_map(|link| {
+            let found = self.name_match(triggers, link)?;
+            self.allowed
+                .lookup(link)
+                .is_none()
+                .then(|| (found, link.clone()))
+        });
         if let Some((found, link)) = link {
             let link = Some(link);
             return Some(AnswerMatch { found, link });
@@ -255,11 +262,6 @@ impl Policy {
             };
             Some(AnswerMatch { found, link: None })
         })
-    }
-
-    /// Whether any list has response-IP triggers, so answers need their addresses checked.
-    pub fn checks_addresses(&self) -> bool {
-        !self.enforced.answers.is_empty() || !self.shadow.answers.is_empty()
     }
 
     /// A client-IP trigger, else a name trigger.
@@ -605,7 +607,6 @@ mod tests {
         assert!(policy.answer_match(&[], &shadow, false).is_none());
         let found = policy.answer_match(&[], &shadow, true).unwrap();
         assert_eq!(found.found.list.name, "shadow");
-        assert!(policy.checks_addresses());
     }
 
     #[test]

@@ -529,20 +529,7 @@ fn absolute(path: &Path) -> PathBuf {
 /// bad ones is broken, and so is an empty file where entries were before (a truncated
 /// download, or an editor caught halfway): either fails the reload.
 fn acceptable(current: &LoadedList, list: LoadedList) -> Result<LoadedList, String> {
-    if list.parsed.entries() > 0 {
-        return Ok(list);
-    }
-    if let Some(first) = list.parsed.skipped.lines.first() {
-        return Err(format!(
-            "no valid entry; line {}: {}",
-            first.line, first.reason
-        ));
-    }
-    let count = current.parsed.entries();
-    if count > 0 {
-        return Err(format!("empty list would replace {count} entries"));
-    }
-    Ok(list)
+    lists::check_replacement(&list.parsed, || current.parsed.entries()).map(|()| list)
 }
 
 fn log_lists(config: &Config, lists: &[Arc<LoadedList>], fresh: &[bool]) {

@@ -167,21 +167,10 @@ fn read_body(response: ureq::Response, max_bytes: u64) -> Result<Vec<u8>, String
 fn check_body(body: &[u8], source: &Source) -> Result<usize, String> {
     let parsed = lists::parse(body, &source.options)
         .map_err(|broken| format!("line {}: {}", broken.line, broken.reason))?;
-    let entries = parsed.entries();
-    if entries > 0 {
-        return Ok(entries);
-    }
-    if let Some(first) = parsed.skipped.lines.first() {
-        return Err(format!(
-            "no valid entry; line {}: {}",
-            first.line, first.reason
-        ));
-    }
-    let on_disk = std::fs::metadata(&source.path).map_or(0, |metadata| metadata.len());
-    if on_disk > 0 {
-        return Err("empty download would replace a list that has entries".to_owned());
-    }
-    Ok(0)
+    lists::check_replacement(&parsed, || {
+        lists::entries_on_disk(&source.path, &source.options)
+    })?;
+    Ok(parsed.entries())
 }
 
 /// Writes the list and its validators, each to a new file renamed over the old one.

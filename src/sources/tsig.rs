@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::dns::query::skip_name;
+
 /// The TSIG record type and the ANY class it uses (RFC 8945 §4.2).
 const TYPE_TSIG: u16 = 250;
 const CLASS_ANY: u16 = 255;
@@ -236,18 +238,6 @@ fn split_tsig(message: &[u8]) -> Result<Option<(Vec<u8>, Tsig)>, String> {
         error,
     };
     Ok(Some((stripped, tsig)))
-}
-
-/// The offset after the name at `at` (which may end in a compression pointer).
-fn skip_name(message: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *message.get(at)?;
-        match len {
-            0 => return Some(at + 1),
-            0xc0.. => return Some(at + 2),
-            _ => at += 1 + usize::from(len),
-        }
-    }
 }
 
 /// An uncompressed name at `at`, lower case without the trailing dot, and where it ends.

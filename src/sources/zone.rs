@@ -11,8 +11,8 @@
 //! is logged and counted, and is tried again after [`RETRY`] (or the next NOTIFY); a restart
 //! with the primary unreachable enforces the copy on disk at once.
 //!
-//! Only AXFR is used: an IXFR-capable primary still sends the whole zone. TSIG is not
-//! supported: restrict transfers on the primary by address.
+//! Transfers may be signed with TSIG (HMAC-SHA256 only, [`super::tsig`]). IXFR goes over TCP
+//! only, and NOTIFY is accepted by the sender's address, not by TSIG.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -210,9 +210,10 @@ pub async fn check(source: &ZoneSource) -> Result<Option<u32>, String> {
     let (text, kind) = fetch_zone(source, &zone, key, stored.serial).await?;
     let parsed = lists::parse(text.as_bytes(), &source.options)
         .map_err(|broken| format!("transferred zone, line {}: {}", broken.line, broken.reason))?;
-    if parsed.entries() == 0 && parsed.skipped.invalid > 0 {
-        return Err("transferred zone holds no valid trigger".to_owned());
-    }
+    lists::check_replacement(&parsed, || {
+        lists::entries_on_disk(&source.path, &source.options)
+    })
+    .map_err(|why| format!("transferred zone: {why}"))?;
     let stored = serde_json::to_vec(&Stored {
         serial: Some(serial),
     })
