@@ -252,7 +252,11 @@ async fn beaconing_repeats_are_summed_into_one_event() {
     );
     assert_eq!(beacon[0]["EventCount"], 1);
     assert_eq!(beacon[1]["EventCount"], 5);
-    assert!(beacon[1]["EventStartTime"].as_str() <= beacon[1]["EventEndTime"].as_str());
+    let (start, end) = (&beacon[1]["EventStartTime"], &beacon[1]["EventEndTime"]);
+    assert!(
+        start.as_str().unwrap() <= end.as_str().unwrap(),
+        "{start} {end}"
+    );
     let once = find(&events, "once.mathlah.com", "A");
     assert_eq!(once["EventCount"], 1);
 }

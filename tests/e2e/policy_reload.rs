@@ -143,7 +143,8 @@ async fn heartbeats_report_the_lists_in_force() {
     // A failed reload shows as the list's last error until a good one.
     sinkhole.setup.replace("remus.txt", "not a name\n");
     sinkhole.wait_for_log("reload failed");
-    let seen = beats.len();
+    // Counted after the failure; the one after next was surely made after it.
+    let seen = sinkhole.events_of("Heartbeat", 1).await.len();
     let beats = sinkhole.events_of("Heartbeat", seen + 2).await;
     let last = &beats.last().unwrap()["AdditionalFields"]["lists"][0];
     let error = last["last_error"].as_str().unwrap();
