@@ -61,7 +61,6 @@ pub fn write_blocked(
     };
 
     let sinkhole = [IpAddr::V4(list.ipv4), IpAddr::V6(list.ipv6)];
-    let local: Vec<IpAddr>;
     let (rcode, addresses, ttl): (Rcode, &[IpAddr], u32) = match found.response() {
         Response::LogOnly | Response::Drop => return None,
         Response::TcpOnly => {
@@ -84,12 +83,8 @@ pub fn write_blocked(
         Response::Nodata => (Rcode::NoError, &[], list.ttl),
         Response::Sinkhole => (Rcode::NoError, pick(&sinkhole, query.qtype), list.ttl),
         Response::Local(data) => {
-            let v4 = data.ipv4.iter().copied().map(IpAddr::V4);
-            local = v4
-                .chain(data.ipv6.iter().copied().map(IpAddr::V6))
-                .collect();
             let ttl = data.ttl.unwrap_or(list.ttl);
-            (Rcode::NoError, pick(&local, query.qtype), ttl)
+            (Rcode::NoError, pick(&data.addresses, query.qtype), ttl)
         }
     };
 

@@ -157,8 +157,8 @@ fn answer_text(list: &Blocklist, response: Response<'_>, qtype: u16) -> String {
         Response::Local(data) => match &data.cname {
             Some(target) => format!("CNAME {target}"),
             None => addresses(
-                data.ipv4.iter().map(ToString::to_string).collect(),
-                data.ipv6.iter().map(ToString::to_string).collect(),
+                data.ipv4().iter().map(ToString::to_string).collect(),
+                data.ipv6().iter().map(ToString::to_string).collect(),
             ),
         },
     }

@@ -282,8 +282,7 @@ fn action(rewrite: Rewrite) -> EntryAction {
     let mut data = LocalData::default();
     match rewrite {
         Rewrite::Nxdomain => return EntryAction::Nxdomain,
-        Rewrite::Address(IpAddr::V4(v4)) => data.ipv4.push(v4),
-        Rewrite::Address(IpAddr::V6(v6)) => data.ipv6.push(v6),
+        Rewrite::Address(address) => data.add_address(address),
         Rewrite::Cname(target) => data.cname = Some(target),
     }
     EntryAction::Local(Arc::new(data))
@@ -295,8 +294,7 @@ fn merge(action: &mut EntryAction, rewrite: Rewrite) {
     };
     let data = Arc::make_mut(data);
     match rewrite {
-        Rewrite::Address(IpAddr::V4(v4)) if !data.ipv4.contains(&v4) => data.ipv4.push(v4),
-        Rewrite::Address(IpAddr::V6(v6)) if !data.ipv6.contains(&v6) => data.ipv6.push(v6),
+        Rewrite::Address(address) => data.add_address(address),
         Rewrite::Cname(target) if data.cname.is_none() => data.cname = Some(target),
         _ => {}
     }
@@ -304,7 +302,7 @@ fn merge(action: &mut EntryAction, rewrite: Rewrite) {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::IpAddr;
 
     use crate::lists::{EntryAction, Format, ListOptions, LocalData, ParsedList, Scope};
 
@@ -403,9 +401,15 @@ mod tests {
             ]
         );
         let sink = local(&list, 0);
-        assert_eq!(sink.ipv4, [Ipv4Addr::new(192, 0, 2, 53)]);
-        assert_eq!(sink.ipv6, ["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
-        assert_eq!(local(&list, 1).ipv4, [Ipv4Addr::new(192, 0, 2, 54)]);
+        let sinkhole: [IpAddr; 2] = [
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ];
+        assert_eq!(sink.addresses, sinkhole);
+        assert_eq!(
+            local(&list, 1).addresses,
+            ["192.0.2.54".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(action(&list, 2), Some(&EntryAction::Nxdomain));
         assert_eq!(local(&list, 3).cname.as_deref(), Some("sink.example"));
         assert_eq!(action(&list, 4), None);

@@ -107,11 +107,7 @@ impl LocalNames {
             self.order.push((key, line));
             LocalData::default()
         });
-        match address {
-            IpAddr::V4(v4) if !data.ipv4.contains(&v4) => data.ipv4.push(v4),
-            IpAddr::V6(v6) if !data.ipv6.contains(&v6) => data.ipv6.push(v6),
-            _ => {}
-        }
+        data.add_address(address);
     }
 
     /// Adds each name with a rule that answers its addresses.
@@ -182,14 +178,11 @@ mod tests {
         let Some(EntryAction::Local(data)) = &list.rules[attr.rule as usize].action else {
             panic!("no local data");
         };
-        assert_eq!(
-            data.ipv4,
-            ["192.0.2.53".parse::<std::net::Ipv4Addr>().unwrap()]
-        );
-        assert_eq!(
-            data.ipv6,
-            ["2001:db8::53".parse::<std::net::Ipv6Addr>().unwrap()]
-        );
+        let both: [std::net::IpAddr; 2] = [
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ];
+        assert_eq!(data.addresses, both);
         assert_eq!(list.block.attr(0).rule, 0);
     }
 

@@ -1092,19 +1092,10 @@ impl Local {
     /// (RFC 1034 §3.6.2, RFC 2181 §10.1), so the kind seen first is kept.
     fn add(&mut self, record: LocalRecord, ttl: Option<u32>) -> Result<(), String> {
         let data = &mut self.data;
-        let empty = data.cname.is_none() && data.ipv4.is_empty() && data.ipv6.is_empty();
+        let empty = data.cname.is_none() && data.addresses.is_empty();
         match record {
             LocalRecord::Cname(target) if empty => data.cname = Some(target),
-            LocalRecord::Address(IpAddr::V4(address)) if data.cname.is_none() => {
-                if !data.ipv4.contains(&address) {
-                    data.ipv4.push(address);
-                }
-            }
-            LocalRecord::Address(IpAddr::V6(address)) if data.cname.is_none() => {
-                if !data.ipv6.contains(&address) {
-                    data.ipv6.push(address);
-                }
-            }
+            LocalRecord::Address(address) if data.cname.is_none() => data.add_address(address),
             _ => {
                 return Err(format!(
                     "a CNAME cannot share its owner with other records; \
@@ -1136,7 +1127,7 @@ fn already(first: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::IpAddr;
 
     use crate::lists::{Broken, EntryAction, Format, ListOptions, LocalData, ParsedList, Scope};
 
@@ -1297,9 +1288,11 @@ mod tests {
             pairs(&[("=sink.test", "local-data"), ("*.sink.test", "local-data")])
         );
         let data = local(&list, rule_of(&list, "=sink.test"));
-        let v4: Vec<Ipv4Addr> = vec!["192.0.2.53".parse().unwrap(), "192.0.2.54".parse().unwrap()];
-        assert_eq!(data.ipv4, v4);
-        assert_eq!(data.ipv6, ["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
+        let all: Vec<IpAddr> = ["192.0.2.53", "192.0.2.54", "2001:db8::53"]
+            .iter()
+            .map(|address| address.parse().unwrap())
+            .collect();
+        assert_eq!(data.addresses, all);
         assert_eq!(data.ttl, Some(60));
         assert_eq!(local(&list, rule_of(&list, "*.sink.test")).ttl, Some(300));
         assert_eq!(list.rules.len(), 3);
@@ -1335,7 +1328,7 @@ mod tests {
         assert_eq!(skipped(&list), [2, 3, 5]);
         assert!(list.skipped.lines[0].reason.contains("line 1"));
         let a = local(&list, rule_of(&list, "=a.test"));
-        assert!(a.cname.is_none() && a.ipv4.len() == 1);
+        assert!(a.cname.is_none() && a.ipv4().len() == 1);
         assert_eq!(
             local(&list, rule_of(&list, "=b.test")).cname.as_deref(),
             Some("other.example")
@@ -1380,7 +1373,7 @@ mod tests {
             .map(|t| action(&list, t.rule).name())
             .collect();
         assert_eq!(kinds, ["nxdomain", "nodata", "drop", "local-data"]);
-        assert_eq!(local(&list, list.response_ips[3].rule).ipv4.len(), 2);
+        assert_eq!(local(&list, list.response_ips[3].rule).ipv4().len(), 2);
         assert_eq!(skipped(&list), [9]);
     }
 

@@ -5,7 +5,7 @@
 //! names cost nothing here. Feeds that carry per-entry data (ThreatFox, RPZ, hosts addresses)
 //! add a rule per indicator and point their entries at it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Which names a listed domain covers.
@@ -82,13 +82,37 @@ impl EntryAction {
 /// Local data: the answer a matched name gets instead of the real one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalData {
-    pub ipv4: Vec<Ipv4Addr>,
-    pub ipv6: Vec<Ipv6Addr>,
+    /// The addresses answered, each once, IPv4 before IPv6: a blocked query answers with a
+    /// slice of them, without building anything.
+    pub addresses: Vec<IpAddr>,
     /// A CNAME target, lower case without the trailing dot. A target that starts with `*.`
     /// has the `*` replaced by the query name (RPZ wildcard local data).
     pub cname: Option<String>,
     /// The records' TTL; the list's TTL when absent.
     pub ttl: Option<u32>,
+}
+
+impl LocalData {
+    /// Adds an address unless it is there already, keeping IPv4 before IPv6.
+    pub fn add_address(&mut self, address: IpAddr) {
+        if self.addresses.contains(&address) {
+            return;
+        }
+        let at = match address {
+            IpAddr::V4(_) => self.ipv4().len(),
+            IpAddr::V6(_) => self.addresses.len(),
+        };
+        self.addresses.insert(at, address);
+    }
+
+    pub fn ipv4(&self) -> &[IpAddr] {
+        let count = self.addresses.iter().take_while(|a| a.is_ipv4()).count();
+        &self.addresses[..count]
+    }
+
+    pub fn ipv6(&self) -> &[IpAddr] {
+        &self.addresses[self.ipv4().len()..]
+    }
 }
 
 /// Text of an indicator. Values that many indicators repeat (family, threat type, tags,
@@ -127,3 +151,26 @@ pub struct Rule {
 
 /// The rule every list has at index 0: the list's action and metadata.
 pub const LIST_RULE: u32 = 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_kept_once_ipv4_first() {
+        let mut data = LocalData::default();
+        for address in [
+            "2001:db8::1",
+            "192.0.2.1",
+            "2001:db8::1",
+            "192.0.2.2",
+            "192.0.2.1",
+        ] {
+            data.add_address(address.parse().unwrap());
+        }
+        let text: Vec<String> = data.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["192.0.2.1", "192.0.2.2", "2001:db8::1"]);
+        assert_eq!(data.ipv4().len(), 2);
+        assert_eq!(data.ipv6().len(), 1);
+    }
+}
