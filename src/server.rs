@@ -104,8 +104,7 @@ impl Server {
         let sources = Source::of(&specs, &source_errors);
         let zones = ZoneSource::of(&specs, &source_errors);
         let notifies = NotifyRouter::new(&zones);
-        let reloader = Reloader::new(source, config, lists, missing, Some(events.sink()))
-            .with_source_errors(source_errors);
+        let reloader = Reloader::new(source, config, lists, missing, events.sink(), source_errors);
         let handler = Arc::new(Handler::new(
             reloader.store(),
             cache,

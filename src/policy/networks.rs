@@ -79,16 +79,18 @@ impl NetworkIndex {
                 let bits = u32::from(v4);
                 self.v4.iter().find_map(|(prefix, map)| {
                     let masked = bits & mask32(*prefix);
+                    let &target = map.get(&masked)?;
                     let network = Ipv4Net::new(masked.into(), *prefix).ok()?;
-                    map.get(&masked).map(|&target| hit(network.into(), target))
+                    Some(hit(network.into(), target))
                 })
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
                 self.v6.iter().find_map(|(prefix, map)| {
                     let masked = bits & mask128(*prefix);
+                    let &target = map.get(&masked)?;
                     let network = Ipv6Net::new(masked.into(), *prefix).ok()?;
-                    map.get(&masked).map(|&target| hit(network.into(), target))
+                    Some(hit(network.into(), target))
                 })
             }
         }

@@ -98,40 +98,50 @@ impl Remote {
     ) -> Option<Self> {
         Some(Self {
             url: url?.clone(),
-            refresh: refresh.map_or(Duration::from_secs(3600), |age| age.0),
-            timeout: Duration::from_millis(timeout_ms.unwrap_or(30_000)),
+            refresh: refresh.map_or(DEFAULT_REFRESH, |age| age.0),
+            timeout: Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS)),
             max_bytes: max_bytes.unwrap_or(256 << 20),
         })
     }
 }
 
+/// A list's `refresh` and `fetch_timeout_ms` when not set.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+const DEFAULT_FETCH_TIMEOUT_MS: u64 = 30_000;
+
 /// Every list of a config, resolved: blocklists first, then allowlists, in order. `max_age`
 /// counts back from `now`.
 pub fn list_specs(config: &Config, now: SystemTime) -> Vec<ListSpec> {
-    let blocklists = config.blocklists.iter().map(|list| ListSpec {
-        name: list.name.clone(),
-        kind: ListKind::Blocklist,
-        path: config.resolve(&list.path),
-        options: config.blocklist_options(list, now),
-        remote: Remote::of(
-            list.url.as_ref(),
-            list.refresh,
-            list.fetch_timeout_ms,
-            list.max_bytes,
-        ),
-        transfer: list.primary.and_then(|primary| {
+    let blocklists = config.blocklists.iter().map(|list| {
+        let options = config.blocklist_options(list, now);
+        let transfer = list.primary.and_then(|primary| {
             Some(Transfer {
                 primary: primary.0,
-                zone: config.blocklist_options(list, now).origin?,
-                refresh: list.refresh.map_or(Duration::from_secs(3600), |age| age.0),
-                timeout: Duration::from_millis(list.fetch_timeout_ms.unwrap_or(30_000)),
+                zone: options.origin.clone()?,
+                refresh: list.refresh.map_or(DEFAULT_REFRESH, |age| age.0),
+                timeout: Duration::from_millis(
+                    list.fetch_timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
+                ),
                 tsig: list.tsig_key.clone().zip(
                     list.tsig_secret_file
                         .as_ref()
                         .map(|path| config.resolve(path)),
                 ),
             })
-        }),
+        });
+        ListSpec {
+            name: list.name.clone(),
+            kind: ListKind::Blocklist,
+            path: config.resolve(&list.path),
+            options,
+            remote: Remote::of(
+                list.url.as_ref(),
+                list.refresh,
+                list.fetch_timeout_ms,
+                list.max_bytes,
+            ),
+            transfer,
+        }
     });
     let allowlists = config.allowlists.iter().map(|list| ListSpec {
         name: list.name.clone(),
@@ -229,7 +239,7 @@ pub struct Reloader {
     lists: Vec<Arc<LoadedList>>,
     version: u64,
     store: Arc<ArcSwap<Policy>>,
-    events: Option<EventSink>,
+    events: EventSink,
     /// The last error of each list (by name) whose last load failed.
     failures: HashMap<String, String>,
     /// The last error of each download or transfer that failed, for heartbeats.
@@ -237,19 +247,21 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Builds the first policy from lists loaded already; its events go to `events`.
+    /// Builds the first policy from lists loaded already; its events go to `events`, and
+    /// heartbeats report the last failure of downloads and transfers from `source_errors`.
     pub fn new(
         source: ConfigSource,
         config: Config,
         lists: Vec<Arc<LoadedList>>,
         missing: Missing,
-        events: Option<EventSink>,
+        events: EventSink,
+        source_errors: SourceErrors,
     ) -> Self {
         let started = Instant::now();
         let policy = Policy::build(&config, &lists, 1);
         log_lists(&config, &lists, &vec![true; lists.len()]);
         log_policy(&policy, started.elapsed());
-        report_conflicts(&policy, events.as_ref());
+        report_conflicts(&policy, &events);
         let store = Arc::new(ArcSwap::from_pointee(policy));
         let reloader = Self {
             source,
@@ -259,17 +271,11 @@ impl Reloader {
             store,
             events,
             failures: missing.into_iter().collect(),
-            source_errors: SourceErrors::default(),
+            source_errors,
         };
         let changes = vec![report::Change::New; reloader.lists.len()];
         reloader.emit_loaded(Trigger::Start, started.elapsed(), &changes, Vec::new());
         reloader
-    }
-
-    /// Heartbeats report the last failure of downloads and transfers from `errors`.
-    pub fn with_source_errors(mut self, errors: SourceErrors) -> Self {
-        self.source_errors = errors;
-        self
     }
 
     /// The shared pointer the query path reads.
@@ -286,9 +292,8 @@ impl Reloader {
                 .any(|list| FileStamp::of(&list.path) != list.stamp)
     }
 
-    /// Reads what changed and publishes a new policy; returns whether it did. When any part
-    /// fails, nothing changes.
-    pub fn reload(&mut self, trigger: Trigger) -> bool {
+    /// Reads what changed and publishes a new policy. When any part fails, nothing changes.
+    pub fn reload(&mut self, trigger: Trigger) {
         let started = Instant::now();
         // Filled again by this load: each list that fails now, or is still not there.
         self.failures.clear();
@@ -303,7 +308,7 @@ impl Reloader {
                     tracing::error!(%error, "reload failed; the previous policy stays in force");
                 }
                 self.emit_failed(trigger, started.elapsed(), errors);
-                return false;
+                return;
             }
         };
         for key in &restart {
@@ -315,7 +320,7 @@ impl Reloader {
         let changes = report::changes(&self.lists, &lists);
         let fresh: Vec<bool> = changes.iter().map(|c| *c != report::Change::Same).collect();
         log_lists(&config, &lists, &fresh);
-        report_conflicts(&policy, self.events.as_ref());
+        report_conflicts(&policy, &self.events);
         self.store.store(Arc::new(policy));
         log_policy(&self.store.load(), started.elapsed());
 
@@ -325,7 +330,6 @@ impl Reloader {
         self.config = config;
         self.lists = lists;
         self.emit_loaded(trigger, elapsed, &diffs, restart);
-        true
     }
 
     /// The config to load with: the file's new content when it changed, with the settings
@@ -395,11 +399,21 @@ impl Reloader {
 
     /// The list in force for a spec: same name, same kind.
     fn current(&self, spec: &ListSpec) -> Option<&Arc<LoadedList>> {
-        let specs = list_specs(&self.config, SystemTime::now());
-        specs
+        // The lists in force are in `list_specs` order: blocklists, then allowlists.
+        let blocklists = self
+            .config
+            .blocklists
             .iter()
+            .map(|list| (&list.name, ListKind::Blocklist));
+        let allowlists = self
+            .config
+            .allowlists
+            .iter()
+            .map(|list| (&list.name, ListKind::Allowlist));
+        blocklists
+            .chain(allowlists)
             .zip(&self.lists)
-            .find(|(known, _)| known.name == spec.name && known.kind == spec.kind)
+            .find(|((name, kind), _)| **name == spec.name && *kind == spec.kind)
             .map(|(_, list)| list)
     }
 
@@ -446,14 +460,12 @@ impl Reloader {
             }
         }
         let mut event = report::heartbeat(self.version, lists);
-        event.sinks = self.events.as_ref().map(EventSink::report);
+        event.sinks = Some(self.events.report());
         self.emit(event);
     }
 
     fn emit(&self, event: PolicyEvent) {
-        if let Some(events) = &self.events {
-            events.emit(event);
-        }
+        self.events.emit(event);
     }
 
     /// How often to send a heartbeat; `None` when turned off.
@@ -581,7 +593,7 @@ fn log_policy(policy: &Policy, took: Duration) {
 
 /// Tells of blocklist entries that allowlists protect: a log line for each of the first few,
 /// one for the count, and an event for each one kept.
-fn report_conflicts(policy: &Policy, events: Option<&EventSink>) {
+fn report_conflicts(policy: &Policy, events: &EventSink) {
     let conflicts = &policy.conflicts;
     for conflict in conflicts.found.iter().take(CONFLICTS_SHOWN) {
         tracing::warn!(
@@ -599,9 +611,6 @@ fn report_conflicts(policy: &Policy, events: Option<&EventSink>) {
             "more blocklist entries are overridden by allowlists than are logged"
         );
     }
-    let Some(events) = events else {
-        return;
-    };
     let time = SystemTime::now();
     for conflict in &conflicts.found {
         events.emit(ConflictEvent {
