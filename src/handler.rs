@@ -31,7 +31,7 @@ use crate::sources::zone::NotifyRouter;
 use crate::upstream::cache::{Facts, Fresh};
 use crate::upstream::{AnswerCache, Forwarder, UpstreamQuery, Variant};
 
-const OPCODE_NOTIFY: u8 = 4;
+const OPCODE_NOTIFY: u16 = 4;
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
 const TYPE_CNAME: u16 = 5;
@@ -127,12 +127,14 @@ impl Handler {
 
     /// Answers without the network when it can; see the module documentation.
     pub fn answer_locally(&self, packet: &[u8], client: &Client, out: &mut Vec<u8>) -> Step {
-        if !self.notifies.is_empty() && packet.len() > 3 && (packet[2] >> 3) & 0x0f == OPCODE_NOTIFY
-        {
-            return self.notify(packet, client, out);
-        }
         let query = match query::parse(packet) {
             Ok(query) => query,
+            // A NOTIFY is a request of another opcode, which the parser turns away.
+            Err(query::Rejection::NotImp { flags, .. })
+                if (flags >> 11) & 0x0f == OPCODE_NOTIFY && !self.notifies.is_empty() =>
+            {
+                return self.notify(packet, client, out);
+            }
             Err(rejection) => return reject(rejection, packet, out),
         };
         let policy = self.policy.load();
@@ -183,10 +185,7 @@ impl Handler {
         entry.write_for(&query, now, out);
         fit_udp(out, &query, client.transport);
         let observed = observed.or_else(|| shadow_answer(&policy, check_answer, facts));
-        match observed {
-            Some(observed) => self.emit_observed(&query, client, observed, facts, None),
-            None => self.emit_answered(&query, client, facts, None, policy.version),
-        }
+        self.emit_allowed(&query, client, observed, facts, None, policy.version);
         Step::Reply
     }
 
@@ -215,12 +214,8 @@ impl Handler {
             hickory_proto::op::ResponseCode::Refused
         };
         response.queries = message.queries;
-        out.clear();
-        match response.to_vec() {
-            Ok(bytes) => {
-                out.extend_from_slice(&bytes);
-                Step::Reply
-            }
+        match encode(&response, out) {
+            Ok(()) => Step::Reply,
             Err(_) => Step::Drop,
         }
     }
@@ -250,15 +245,9 @@ impl Handler {
                     rcode: Rcode::ServFail as u16,
                     ..Facts::default()
                 };
-                match pending.observed {
-                    Some(observed) => {
-                        self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
-                    }
-                    None => {
-                        let version = self.policy.load().version;
-                        self.emit_answered(&query, client, &facts, Some(upstream_ms), version);
-                    }
-                }
+                let version = self.policy.load().version;
+                let observed = pending.observed;
+                self.emit_allowed(&query, client, observed, &facts, Some(upstream_ms), version);
                 return;
             }
         };
@@ -282,12 +271,8 @@ impl Handler {
         let observed = pending
             .observed
             .or_else(|| shadow_answer(&policy, pending.check_answer, &facts));
-        match observed {
-            Some(observed) => {
-                self.emit_observed(&query, client, observed, &facts, Some(upstream_ms));
-            }
-            None => self.emit_answered(&query, client, &facts, Some(upstream_ms), policy.version),
-        }
+        let version = policy.version;
+        self.emit_allowed(&query, client, observed, &facts, Some(upstream_ms), version);
     }
 
     /// Answers with a CNAME from the query name to the rewrite's target, followed by the
@@ -313,10 +298,8 @@ impl Handler {
         let cname = Record::from_rdata(owner, rewrite.ttl, RData::CNAME(CNAME(rewrite.target)));
         message.answers.insert(0, cname);
         let response = client_response(query, message);
-        out.clear();
-        match response.to_vec() {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(_) => write_error(out, query, Rcode::ServFail, None),
+        if encode(&response, out).is_err() {
+            write_error(out, query, Rcode::ServFail, None);
         }
         fit_udp(out, query, client.transport);
     }
@@ -396,17 +379,13 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Facts {
         let response = client_response(query, upstream);
-        out.clear();
-        match response.to_vec() {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(error) => {
-                tracing::debug!(query.name = %query.name, %error, "cannot encode upstream answer");
-                write_error(out, query, Rcode::ServFail, None);
-                return Facts {
-                    rcode: Rcode::ServFail as u16,
-                    ..Facts::default()
-                };
-            }
+        if let Err(error) = encode(&response, out) {
+            tracing::debug!(query.name = %query.name, %error, "cannot encode upstream answer");
+            write_error(out, query, Rcode::ServFail, None);
+            return Facts {
+                rcode: Rcode::ServFail as u16,
+                ..Facts::default()
+            };
         }
 
         let rcode = u16::from(response.metadata.response_code.low());
@@ -454,43 +433,42 @@ impl Handler {
         self.events.emit(event);
     }
 
-    /// With `events.queries = "all"`: an event for a query no list matched.
-    fn emit_answered(
+    /// The event of a query answered as asked: the list that saw it (log-only, or held back
+    /// by an exception), else, with `events.queries = "all"`, a plain one.
+    fn emit_allowed(
         &self,
         query: &Query<'_>,
         client: &Client,
+        observed: Option<Observed>,
         facts: &Facts,
         upstream_ms: Option<u64>,
         version: u64,
     ) {
-        if !self.log_all {
-            return;
-        }
-        let mut event = answered_event(query, client, version);
-        event.rcode = Some(facts.rcode);
-        event.response = facts.addresses.first().copied();
-        event.upstream_ms = upstream_ms;
-        self.events.emit(event);
-    }
-
-    fn emit_observed(
-        &self,
-        query: &Query<'_>,
-        client: &Client,
-        observed: Observed,
-        facts: &Facts,
-        upstream_ms: Option<u64>,
-    ) {
-        let mut event = query_event(query, client, observed.found);
-        event.rcode = Some(facts.rcode);
-        event.response = facts.addresses.first().copied();
-        event.outcome = Outcome::Allowed {
-            original_action: observed.original_action,
-            reason: observed.reason,
+        let mut event = match observed {
+            Some(observed) => {
+                let mut event = query_event(query, client, observed.found);
+                event.outcome = Outcome::Allowed {
+                    original_action: observed.original_action,
+                    reason: observed.reason,
+                };
+                event
+            }
+            None if self.log_all => answered_event(query, client, version),
+            None => return,
         };
+        event.rcode = Some(facts.rcode);
+        event.response = facts.addresses.first().copied();
         event.upstream_ms = upstream_ms;
         self.events.emit(event);
     }
+}
+
+/// Writes `message` into `out`; on an error `out` is left as it was.
+fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), hickory_proto::ProtoError> {
+    let bytes = message.to_vec()?;
+    out.clear();
+    out.extend_from_slice(&bytes);
+    Ok(())
 }
 
 /// A query for upstream: `name` with the client's type and DNSSEC bits.
