@@ -54,7 +54,7 @@ pub fn parse_csv(bytes: &[u8], list: &mut ListBuilder<'_>) {
 /// Reads a ThreatFox JSON export or API response into `list`. Bad entries are skipped and
 /// reported; a syntax error or a failed query is an error.
 pub fn parse_json(bytes: &[u8], list: &mut ListBuilder<'_>) -> Result<(), Broken> {
-    list.set_lines(count_lines(bytes));
+    list.set_lines(super::numbered_lines_raw(bytes).count());
     let feed: Feed = serde_json::from_slice(bytes).map_err(syntax_error)?;
     if !answered(feed.status.as_deref())? {
         return Ok(());
@@ -631,15 +631,6 @@ fn syntax_error(error: serde_json::Error) -> Broken {
         line: error.line().max(1),
         reason: format!("invalid JSON: {message} (column {})", error.column()),
     }
-}
-
-/// Lines as [`numbered_lines`] counts them.
-fn count_lines(bytes: &[u8]) -> usize {
-    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    if bytes.is_empty() {
-        return 0;
-    }
-    1 + bytes.iter().filter(|&&byte| byte == b'\n').count()
 }
 
 fn read_json_ioc(ioc: JsonIoc, list: &mut ListBuilder<'_>, locator: &mut Locator<'_>) {

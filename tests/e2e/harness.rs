@@ -306,6 +306,17 @@ impl Drop for Sinkhole {
     }
 }
 
+/// A loopback port nothing listens on right now, over TCP or UDP, for a server a test starts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind(listener.local_addr().unwrap());
+    // A server listening on both needs the number free for UDP too; another try is cheap.
+    match udp {
+        Ok(_) => listener.local_addr().unwrap().port(),
+        Err(_) => free_port(),
+    }
+}
+
 pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()

@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,7 @@ struct AzureStub {
     addr: SocketAddr,
     scheme: &'static str,
     state: Arc<Mutex<Azure>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl AzureStub {
@@ -96,8 +98,13 @@ impl AzureStub {
         let state = Arc::new(Mutex::new(Azure::default()));
         let shared = state.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
                 let state = shared.clone();
                 let tls = tls.clone();
                 std::thread::spawn(move || match tls {
@@ -118,6 +125,7 @@ impl AzureStub {
             addr,
             scheme,
             state,
+            stop,
         }
     }
 
@@ -194,6 +202,14 @@ impl AzureStub {
              [[blocklist]]\nname = \"remus\"\npath = \"remus.txt\"\nfamily = \"Remus\"\n",
             self.addr, self.scheme
         )
+    }
+}
+
+impl Drop for AzureStub {
+    /// Stops the accept loop: it sees the flag at the connection made to wake it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr);
     }
 }
 

@@ -11,7 +11,7 @@ use rcgen::ExtendedKeyUsagePurpose;
 
 use crate::certs::{Authority, Identity};
 
-use crate::harness::{REMUS, Setup, Sinkhole};
+use crate::harness::{REMUS, Setup, Sinkhole, free_port};
 use crate::upstream::Upstream;
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
@@ -151,17 +151,6 @@ fn gtls_installed() -> bool {
     folders
         .filter_map(Result::ok)
         .any(|folder| folder.path().join("rsyslog/lmnsd_gtls.so").exists())
-}
-
-/// A loopback port nothing listens on right now, over TCP or UDP.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let udp = std::net::UdpSocket::bind(listener.local_addr().unwrap());
-    // The UDP input needs the same number free for UDP; another try is cheap.
-    match udp {
-        Ok(_) => listener.local_addr().unwrap().port(),
-        Err(_) => free_port(),
-    }
 }
 
 /// A config that sends events to syslog with `syslog` (the table's lines) and blocks REMUS.

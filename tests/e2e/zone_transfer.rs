@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Setup, Sinkhole};
+use crate::harness::{Setup, Sinkhole, free_port};
 use crate::upstream::Upstream;
 
 const NSD: &str = "/usr/sbin/nsd";
@@ -103,14 +103,6 @@ fn write_zone(dir: &Path, serial: u32, records: &[&str]) {
         zone.push('\n');
     }
     std::fs::write(dir.join("rpz.example.zone"), zone).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether sinkhole answers NXDOMAIN itself: the names used are outside the test upstream's
