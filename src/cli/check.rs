@@ -136,7 +136,7 @@ fn print_match(found: &BlockMatch<'_>, qtype: u16) {
         answer_text(list, found.response(), qtype),
         list.ttl
     );
-    print_metadata(list, list.indicator(found.rule));
+    print_metadata(list, found.rule);
 }
 
 /// What the client would get back.
@@ -165,7 +165,9 @@ fn answer_text(list: &Blocklist, response: Response<'_>, qtype: u16) -> String {
 }
 
 /// The indicator's metadata, each field falling back to the list's config.
-fn print_metadata(list: &Blocklist, ioc: Option<&Indicator>) {
+fn print_metadata(list: &Blocklist, rule: u32) {
+    let ioc = list.indicator(rule);
+    let threat = list.threat(rule);
     let config = &list.metadata;
     let show = |label: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -173,22 +175,17 @@ fn print_metadata(list: &Blocklist, ioc: Option<&Indicator>) {
         }
     };
     let own = |field: fn(&Indicator) -> Option<&str>| ioc.and_then(field).map(str::to_owned);
+    let text = |value: Option<&str>| value.map(str::to_owned);
     show("source", config.source.clone());
-    show("ioc id", own(|ioc| ioc.id.as_deref()));
+    show("ioc id", text(threat.id));
     show("ioc", own(|ioc| ioc.value.as_deref()));
     show("ioc type", own(|ioc| ioc.ioc_type.as_deref()));
-    show(
-        "family",
-        own(|ioc| ioc.family.as_deref()).or(config.family.clone()),
-    );
+    show("family", text(threat.family));
     show("malware", own(|ioc| ioc.malware.as_deref()));
-    let threat_type = own(|ioc| ioc.threat_type.as_deref()).or(config.threat_type.clone());
-    show("threat type", threat_type);
-    let confidence = ioc.and_then(|ioc| ioc.confidence).or(config.confidence);
-    show("confidence", confidence.map(|c| c.to_string()));
-    let first_seen = own(|ioc| ioc.first_seen.as_deref()).or(config.first_seen.clone());
-    show("first seen", first_seen);
-    show("last seen", own(|ioc| ioc.last_seen.as_deref()));
+    show("threat type", text(threat.category));
+    show("confidence", threat.confidence.map(|c| c.to_string()));
+    show("first seen", text(threat.first_seen));
+    show("last seen", text(threat.last_seen));
     let tags = ioc
         .map(|ioc| ioc.tags.join(", "))
         .filter(|tags| !tags.is_empty());

@@ -128,7 +128,7 @@ impl QueryEvent {
             (Outcome::Blocked, Some(found)) => (
                 "Blocked",
                 Some(found.response().name()),
-                severity(Threat::of(found).confidence),
+                severity(found.list.threat(found.rule).confidence),
             ),
             (Outcome::Blocked, None) => ("Blocked", None, "Medium"),
             (
@@ -425,37 +425,6 @@ fn write_common(
     json.text("DvcHostname", &device.hostname);
 }
 
-/// What is known of the indicator behind a match: the feed's data, else the list's config.
-struct Threat<'a> {
-    id: Option<&'a str>,
-    family: Option<&'a str>,
-    category: Option<&'a str>,
-    confidence: Option<u8>,
-    first_seen: Option<&'a str>,
-    last_seen: Option<&'a str>,
-}
-
-impl<'a> Threat<'a> {
-    fn of(found: &'a MatchRecord) -> Self {
-        let ioc = found.indicator();
-        let list = &found.list.metadata;
-        Self {
-            id: ioc.and_then(|ioc| ioc.id.as_deref()),
-            family: ioc
-                .and_then(|ioc| ioc.family.as_deref())
-                .or(list.family.as_deref()),
-            category: ioc
-                .and_then(|ioc| ioc.threat_type.as_deref())
-                .or(list.threat_type.as_deref()),
-            confidence: ioc.and_then(|ioc| ioc.confidence).or(list.confidence),
-            first_seen: ioc
-                .and_then(|ioc| ioc.first_seen.as_deref())
-                .or(list.first_seen.as_deref()),
-            last_seen: ioc.and_then(|ioc| ioc.last_seen.as_deref()),
-        }
-    }
-}
-
 /// Writes the rule and threat fields of a match and opens `AdditionalFields` with the
 /// indicator's details; the caller adds its own and closes it.
 fn write_threat<'j>(
@@ -464,7 +433,7 @@ fn write_threat<'j>(
     threat_ip: Option<IpAddr>,
     device: &Device,
 ) -> JsonObject<'j> {
-    let threat = Threat::of(found);
+    let threat = found.list.threat(found.rule);
     let list = &found.list;
     json.text("RuleName", &list.name);
     let field = match found.kind {

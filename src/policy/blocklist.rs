@@ -22,6 +22,19 @@ pub struct IocMetadata {
     pub first_seen: Option<String>,
 }
 
+/// The threat behind a match, as [`Blocklist::threat`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threat<'a> {
+    pub id: Option<&'a str>,
+    /// The malware family (`ThreatName`).
+    pub family: Option<&'a str>,
+    /// The threat type (`ThreatCategory`), such as `botnet_cc`.
+    pub category: Option<&'a str>,
+    pub confidence: Option<u8>,
+    pub first_seen: Option<&'a str>,
+    pub last_seen: Option<&'a str>,
+}
+
 /// A loaded blocklist and how it answers.
 #[derive(Debug)]
 pub struct Blocklist {
@@ -82,6 +95,22 @@ impl Blocklist {
     /// The indicator behind an entry, when the feed described it.
     pub fn indicator(&self, rule: u32) -> Option<&Indicator> {
         self.rule(rule)?.indicator.as_deref()
+    }
+
+    /// What is known of the threat behind an entry with this rule: the indicator's own data,
+    /// each field falling back to the list's config.
+    pub fn threat(&self, rule: u32) -> Threat<'_> {
+        let ioc = self.indicator(rule);
+        let own = |field: fn(&Indicator) -> Option<&str>| ioc.and_then(field);
+        let config = &self.metadata;
+        Threat {
+            id: own(|ioc| ioc.id.as_deref()),
+            family: own(|ioc| ioc.family.as_deref()).or(config.family.as_deref()),
+            category: own(|ioc| ioc.threat_type.as_deref()).or(config.threat_type.as_deref()),
+            confidence: ioc.and_then(|ioc| ioc.confidence).or(config.confidence),
+            first_seen: own(|ioc| ioc.first_seen.as_deref()).or(config.first_seen.as_deref()),
+            last_seen: own(|ioc| ioc.last_seen.as_deref()),
+        }
     }
 
     /// What an entry with this rule does to a query: its own action, else the list's.
