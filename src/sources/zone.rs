@@ -307,10 +307,7 @@ async fn soa_serial(
         return answer
             .answers
             .iter()
-            .find_map(|record| match &record.data {
-                RData::SOA(soa) => Some(soa.serial),
-                _ => None,
-            })
+            .find_map(soa_serial_of)
             .ok_or_else(|| "SOA query answered without an SOA".to_owned());
     }
 }
